@@ -1,0 +1,92 @@
+"""`mossa run`: config -> tasks, training, evaluation, extraction, analysis and report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def run(
+    profile: Annotated[str | None, typer.Option(help="Bundled profile (default: demo).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<name>).")] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="Training executor: local or ray (overrides config).")
+    ] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the job plan and estimates only.")] = False,
+    force: Annotated[bool, typer.Option(help="Redo every stage.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Dry run: print JSON.")] = False,
+) -> None:
+    """Run the whole MOSSA pipeline, skipping stages that are finished with the same inputs."""
+    from mossa.config import load_config
+
+    overrides = list(set_ or [])
+    if executor is not None:
+        overrides.append(f"executor.kind={executor}")
+    if ray_address is not None:
+        overrides.append(f"executor.ray_address={ray_address}")
+    if workers is not None:
+        overrides.append(f"executor.workers={workers}")
+    cfg = load_config(profile=profile, file=config, overrides=overrides)
+    run_dir = out or Path("runs") / cfg.name
+    if dry_run:
+        _print_plan(run_dir, cfg, json_out)
+        return
+    from mossa.pipeline import run_pipeline
+
+    run_pipeline(run_dir, cfg, force=force)
+    typer.echo(f"report: {run_dir / 'report.html'}")
+
+
+def _print_plan(run_dir: Path, cfg, json_out: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mossa.pipeline import plan_stages
+    from mossa.plan import make_plan
+
+    plan = make_plan(cfg)
+    plan["stages"] = {s.name: a for s, a in plan_stages(run_dir, cfg)}
+    if json_out:
+        typer.echo(json.dumps(plan, indent=2))
+        return
+    console = Console()
+    size, tasks, hours = plan["base_size"], plan["tasks"], plan["gpu_hours"]
+    console.print(
+        f"[bold]{cfg.name}[/bold]: base {plan['base']} ({size['params'] / 1e9:.2f}B params, "
+        f"{size['layers']} layers, hidden {size['hidden']}); {tasks['total']} tasks "
+        f"({tasks['seen']} seen; counted from {tasks['counted_from']}); run dir {run_dir}"
+    )
+    table = Table("job", "steps (max)", "tokens", "GPU hours")
+    jobs = plan["jobs"]
+    shown = jobs if len(jobs) <= 6 else [*jobs[:3], None, jobs[-1]]
+    for j in shown:
+        if j is None:
+            table.add_row(f"... {len(jobs) - 4} more controls", "", "", "")
+        else:
+            table.add_row(j["name"], str(j["steps"]), f"{j['tokens']:.3g}", f"{j['gpu_hours']:.1f}")
+    console.print(table)
+    console.print(
+        f"GPU hours (upper bound, before early stopping): SFT {hours['sft']:.1f}, controls "
+        f"{hours['controls']:.1f}, extraction {hours['extraction']:.2f}, total {hours['total']:.1f}"
+    )
+    console.print(f"activation store: {plan['activation_disk_gb']:.2f} GB")
+    a = plan["assumptions"]
+    console.print(
+        f"[dim]assumes {a['sustained_fraction']:.0%} of {a['peak_tflops']:.0f} TFLOP/s bf16 per GPU, "
+        f"{a['train_flops_per_token']} FLOPs per training token, {a['tokens_per_step']} tokens "
+        f"per step; executor {a['executor']}, {a['gpus_per_job']} GPU per job[/dim]"
+    )
+    console.print("stages: " + ", ".join(f"{k} ({v})" for k, v in plan["stages"].items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

@@ -1,0 +1,115 @@
+"""Job plan and cost estimate for `mossa run --dry-run`, without loading any model.
+
+GPU hours are estimated from FLOPs: LoRA training costs about 4 x N FLOPs per token
+(forward 2N, backward through frozen weights ~2N; adapter weight gradients are
+negligible), extraction 2 x N per token. Throughput assumes a sustained fraction of an
+accelerator's dense bf16 peak; the assumptions are printed with the plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mossa.config import RunConfig
+
+# Published sizes of well-known bases, for planning when the weights are not on disk.
+KNOWN_BASES: dict[str, dict[str, float]] = {
+    "meta-llama/Llama-2-7b-hf": {"params": 6.74e9, "layers": 32, "hidden": 4096},
+    "gemma-3-270m": {"params": 2.68e8, "layers": 18, "hidden": 640},
+}
+PEAK_TFLOPS = 312.0  # A100 dense bf16
+SUSTAINED_FRACTION = 0.35
+TRAIN_FLOPS_PER_TOKEN_PER_PARAM = 4.0
+EXTRACT_FLOPS_PER_TOKEN_PER_PARAM = 2.0
+MEAN_TOKENS_PER_EXAMPLE = 320  # Flan 2021 prompts+targets, order of magnitude
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    name: str
+    steps: int
+    tokens: float
+    gpu_hours: float
+
+
+def base_size(cfg: RunConfig) -> dict[str, float]:
+    """Parameters, layers and hidden size of the base, from its config.json or KNOWN_BASES."""
+    spec = cfg.model.base
+    config_json = Path(spec).expanduser() / "config.json"
+    if config_json.exists():
+        c = json.loads(config_json.read_text())
+        c = c.get("text_config", c)
+        h, layers = c["hidden_size"], c["num_hidden_layers"]
+        inter, vocab = c.get("intermediate_size", 4 * h), c.get("vocab_size", 32000)
+        params = layers * (4 * h * h + 3 * h * inter) + vocab * h
+        return {"params": float(params), "layers": layers, "hidden": h}
+    for name, size in KNOWN_BASES.items():
+        if spec == name or spec.rstrip("/").endswith(name.split("/")[-1]):
+            return size
+    raise ValueError(
+        f"model.base={spec!r}: cannot size it for the plan (no config.json there and not one "
+        f"of {', '.join(KNOWN_BASES)})"
+    )
+
+
+def count_tasks(cfg: RunConfig) -> tuple[int, int, str]:
+    """(seen, total) task counts: from the suite when it loads here, else from Flan's Table 1."""
+    try:
+        from mossa.task_stage import load_run_tasks
+
+        tasks = load_run_tasks(cfg)
+        return sum(t.seen for t in tasks), len(tasks), "suite"
+    except (ValueError, FileNotFoundError):
+        from mossa.tasks import FLAN_TASK_CLUSTERS, UNSEEN_CLUSTER
+
+        total = len(FLAN_TASK_CLUSTERS)
+        unseen = sum(1 for c in FLAN_TASK_CLUSTERS.values() if c == UNSEEN_CLUSTER)
+        return total - unseen, total, "paper Table 1 (suite not readable here)"
+
+
+def make_plan(cfg: RunConfig) -> dict:
+    """Jobs with steps, tokens and GPU hours, plus activation disk, as a JSON-able dict."""
+    size = base_size(cfg)
+    seen, total, source = count_tasks(cfg)
+    rate = PEAK_TFLOPS * 1e12 * SUSTAINED_FRACTION * 3600  # FLOPs per GPU hour
+    tokens_per_step = cfg.training.batch_size * min(MEAN_TOKENS_PER_EXAMPLE, cfg.model.max_length)
+
+    def job(name: str, steps: int) -> JobPlan:
+        tokens = steps * tokens_per_step
+        flops = TRAIN_FLOPS_PER_TOKEN_PER_PARAM * size["params"] * tokens
+        return JobPlan(name, steps, tokens, flops / rate)
+
+    n_controls = total if cfg.training.controls == "all" else seen
+    jobs = [job("sft", cfg.training.sft_steps)]
+    jobs += [job(f"control:{i + 1}", cfg.training.control_steps) for i in range(n_controls)]
+    models_per_task = 2 + (n_controls if cfg.extraction.cross_task else 1)
+    bytes_per = 2 if cfg.extraction.dtype == "float16" else 4
+    act_bytes = (
+        total * models_per_task * (size["layers"] + 1) * cfg.tasks.n_analysis
+        * size["hidden"] * bytes_per
+    )
+    extract_tokens = total * models_per_task * cfg.tasks.n_analysis * MEAN_TOKENS_PER_EXAMPLE
+    extract_hours = EXTRACT_FLOPS_PER_TOKEN_PER_PARAM * size["params"] * extract_tokens / rate
+    return {
+        "base": cfg.model.base,
+        "base_size": size,
+        "tasks": {"seen": seen, "total": total, "counted_from": source},
+        "jobs": [asdict(j) for j in jobs],
+        "gpu_hours": {
+            "sft": jobs[0].gpu_hours,
+            "controls": sum(j.gpu_hours for j in jobs[1:]),
+            "extraction": extract_hours,
+            "total": sum(j.gpu_hours for j in jobs) + extract_hours,
+        },
+        "activation_disk_gb": act_bytes / 1e9,
+        "assumptions": {
+            "peak_tflops": PEAK_TFLOPS,
+            "sustained_fraction": SUSTAINED_FRACTION,
+            "train_flops_per_token": f"{TRAIN_FLOPS_PER_TOKEN_PER_PARAM} x params",
+            "tokens_per_step": tokens_per_step,
+            "executor": cfg.executor.kind,
+            "gpus_per_job": cfg.executor.gpus_per_job,
+        },
+    }

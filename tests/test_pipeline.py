@@ -1,0 +1,88 @@
+"""Stage skipping: a finished stage is skipped unless the config sections it reads change."""
+
+from dataclasses import replace
+
+import pytest
+
+from mossa import pipeline
+from mossa.config import load_config
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    calls: list[str] = []
+
+    def runner(name):
+        def run(run_dir, cfg):
+            calls.append(name)
+            (run_dir / f"{name}.out").write_text(name)
+
+        return run
+
+    stages = tuple(
+        replace(s, run=runner(s.name), outputs=(f"{s.name}.out",)) for s in pipeline.STAGES
+    )
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    return calls
+
+
+def test_second_run_skips_everything(tmp_path, fake_stages):
+    cfg = load_config(profile="demo-smoke")
+    pipeline.run_pipeline(tmp_path, cfg)
+    assert fake_stages == list(pipeline.STAGE_NAMES)
+    fake_stages.clear()
+    pipeline.run_pipeline(tmp_path, cfg)
+    assert fake_stages == []
+    assert (tmp_path / "config.resolved.yaml").exists()
+
+
+def test_changed_section_reruns_that_stage_and_later_ones(tmp_path, fake_stages):
+    pipeline.run_pipeline(tmp_path, load_config(profile="demo-smoke"))
+    fake_stages.clear()
+    cfg = load_config(profile="demo-smoke", overrides=["extraction.batch_size=3"])
+    pipeline.run_pipeline(tmp_path, cfg)
+    assert fake_stages == ["extract", "analyze", "report"]
+
+
+def test_executor_settings_do_not_invalidate_training(tmp_path, fake_stages):
+    pipeline.run_pipeline(tmp_path, load_config(profile="demo-smoke"))
+    fake_stages.clear()
+    cfg = load_config(profile="demo-smoke", overrides=["executor.workers=2"])
+    pipeline.run_pipeline(tmp_path, cfg)
+    assert fake_stages == []
+
+
+def test_failed_stage_is_redone_and_resumes_in_place(tmp_path, fake_stages, monkeypatch):
+    cfg = load_config(profile="demo-smoke")
+    stages = list(pipeline.STAGES)
+    good_extract = stages[3].run
+    failures = {"left": 1}
+
+    def flaky(run_dir, cfg_):
+        if failures["left"]:
+            failures["left"] -= 1
+            (run_dir / "extract.out").write_text("partial")
+            raise RuntimeError("killed")
+        good_extract(run_dir, cfg_)
+
+    stages[3] = replace(stages[3], run=flaky)
+    monkeypatch.setattr(pipeline, "STAGES", tuple(stages))
+    with pytest.raises(RuntimeError):
+        pipeline.run_pipeline(tmp_path, cfg)
+    assert "extract" not in pipeline.read_manifest(tmp_path)["stages"]
+    fake_stages.clear()
+    pipeline.run_pipeline(tmp_path, cfg)
+    assert fake_stages == ["extract", "analyze", "report"]
+    assert (tmp_path / "extract.out").read_text() == "extract"
+
+
+def test_only_one_stage_invalidates_later_ones(tmp_path, fake_stages):
+    cfg = load_config(profile="demo-smoke")
+    pipeline.run_pipeline(tmp_path, cfg)
+    fake_stages.clear()
+    pipeline.run_pipeline(tmp_path, cfg, only="analyze")
+    assert fake_stages == ["analyze"]
+    assert "report" not in pipeline.read_manifest(tmp_path)["stages"]
+    fake_stages.clear()
+    pipeline.run_pipeline(tmp_path, cfg)
+    assert fake_stages == ["report"]
