@@ -33,27 +33,15 @@ def load_run_tasks(cfg: RunConfig) -> list:
 
 
 def task_records(tasks: list, cfg: RunConfig) -> list[dict]:
-    """One summary record per task, as tasks.json holds it."""
-    from mossa.tasks import task_readability
+    """One summary record per task: what ``mossa tasks --json`` prints, plus the data size
+    the run trains on (after the mixing cap) and how many prompts readability was read on."""
+    from mossa.tasks import task_summary
 
     records = []
     for task in tasks:
-        readability = task_readability(task, n=cfg.tasks.n_analysis, seed=cfg.seed)
-        records.append(
-            {
-                "name": task.name,
-                "cluster": task.cluster,
-                "seen": task.seen,
-                "metric": task.metric,
-                "n_train": min(len(task.train), cfg.tasks.cap_per_task),
-                "n_validation": len(task.validation),
-                "n_test": len(task.test),
-                "n_templates": len(task.templates),
-                "flesch_kincaid": readability["flesch_kincaid"],
-                "coleman_liau": readability["coleman_liau"],
-                "n_readability": readability["n"],
-            }
-        )
+        record = task_summary(task, seed=cfg.seed, n_readability=cfg.tasks.n_analysis)
+        record["n_train"] = min(len(task.train), cfg.tasks.cap_per_task)
+        records.append(record)
     return records
 
 
