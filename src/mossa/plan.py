@@ -34,17 +34,41 @@ class JobPlan:
     gpu_hours: float
 
 
+def _size(hidden: int, layers: int, inter: int, vocab: int) -> dict[str, float]:
+    params = layers * (4 * hidden * hidden + 3 * hidden * inter) + vocab * hidden
+    return {"params": float(params), "layers": layers, "hidden": hidden}
+
+
+def _bundled_size(spec: str) -> dict[str, float] | None:
+    """Sizes of mossa's bundled bases, from their configs (nothing is built or loaded)."""
+    if spec == "tiny":
+        from mossa.models.tiny import TinyConfig
+
+        c = TinyConfig()
+        return _size(c.hidden_size, c.n_layers, c.intermediate_size, c.vocab_size)
+    if spec.startswith("random:"):
+        from mossa.models.presets import get_preset
+
+        c = get_preset(spec.split(":", 1)[1]).make_config()
+        inter = getattr(c, "intermediate_size", None) or 4 * c.hidden_size
+        return _size(c.hidden_size, c.num_hidden_layers, inter, c.vocab_size)
+    return None
+
+
 def base_size(cfg: RunConfig) -> dict[str, float]:
-    """Parameters, layers and hidden size of the base, from its config.json or KNOWN_BASES."""
+    """Parameters, layers and hidden size of the base: bundled config, config.json or KNOWN_BASES."""
     spec = cfg.model.base
+    bundled = _bundled_size(spec)
+    if bundled is not None:
+        return bundled
     config_json = Path(spec).expanduser() / "config.json"
     if config_json.exists():
         c = json.loads(config_json.read_text())
         c = c.get("text_config", c)
-        h, layers = c["hidden_size"], c["num_hidden_layers"]
-        inter, vocab = c.get("intermediate_size", 4 * h), c.get("vocab_size", 32000)
-        params = layers * (4 * h * h + 3 * h * inter) + vocab * h
-        return {"params": float(params), "layers": layers, "hidden": h}
+        h = c["hidden_size"]
+        return _size(
+            h, c["num_hidden_layers"], c.get("intermediate_size", 4 * h), c.get("vocab_size", 32000)
+        )
     for name, size in KNOWN_BASES.items():
         if spec == name or spec.rstrip("/").endswith(name.split("/")[-1]):
             return size

@@ -1,0 +1,136 @@
+"""`mossa cka A B`: table and JSON output, file formats, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file as save_numpy_safetensors
+from safetensors.torch import save_file as save_torch_safetensors
+from typer.testing import CliRunner
+
+from mossa.activations_io import load_activations
+from mossa.cli import app
+from mossa.similarity import DegenerateInputWarning, cka
+
+MOSSA = Path(sys.executable).with_name("mossa")
+runner = CliRunner()
+
+
+@pytest.fixture
+def layered(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 40, 12)).astype(np.float32)
+    y = (x[..., :8] + rng.standard_normal((3, 40, 8))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "y.npz", hidden=y, labels=np.arange(40))
+    return x, y, tmp_path / "x.npy", tmp_path / "y.npz"
+
+
+def test_table_lists_one_row_per_layer(layered):
+    x, y, a, b = layered
+    result = runner.invoke(app, ["cka", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    rows = re.findall(r"│\s*(\d+)\s*│\s*(-?[\d.]+)\s*│", result.output)
+    assert [int(layer) for layer, _ in rows] == [0, 1, 2]
+    np.testing.assert_allclose([float(v) for _, v in rows], cka(x, y), atol=1e-6)
+    assert "linear CKA (debiased), n = 40 rows" in result.output
+
+
+def test_json_output_matches_the_api(layered):
+    x, y, a, b = layered
+    args = ["cka", str(a), str(b), "--json", "--kernel", "rbf", "--threshold", "0.5", "--biased"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["kernel"] == "rbf" and record["debiased"] is False and record["n"] == 40
+    expected = cka(x, y, kernel="rbf", threshold=0.5, debiased=False)
+    np.testing.assert_allclose(record["cka"], expected, atol=1e-12)
+
+
+def test_two_dimensional_files_and_safetensors(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30, 6))
+    y = torch.from_numpy(x[:, :4] + rng.standard_normal((30, 4))).to(torch.bfloat16)
+    save_numpy_safetensors({"acts": x}, str(tmp_path / "x.safetensors"))
+    save_torch_safetensors({"hidden": y, "extra": y[:2].clone()}, str(tmp_path / "y.safetensors"))
+    result = runner.invoke(
+        app, ["cka", str(tmp_path / "x.safetensors"), str(tmp_path / "y.safetensors"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    value = json.loads(result.output)["cka"]
+    assert isinstance(value, float)
+    assert value == pytest.approx(cka(x, y.float().numpy()), abs=1e-12)
+
+
+def test_constant_layer_is_null_in_json(tmp_path):
+    x = np.random.default_rng(2).standard_normal((2, 10, 3))
+    x[0] = 1.0
+    np.save(tmp_path / "x.npy", x)
+    with pytest.warns(DegenerateInputWarning):
+        result = runner.invoke(
+            app, ["cka", str(tmp_path / "x.npy"), str(tmp_path / "x.npy"), "--json"]
+        )
+    assert result.exit_code == 0
+    values = json.loads(result.output[result.output.index("{") :])["cka"]
+    assert values[0] is None and values[1] == pytest.approx(1.0)
+
+
+def test_load_activations_errors_name_the_file(tmp_path):
+    bad = tmp_path / "many.npz"
+    np.savez(bad, a=np.zeros((3, 2)), b=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"many\.npz: holds 2 arrays \['a', 'b'\]; .*'hidden'"):
+        load_activations(bad)
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError, match=r"junk\.npy: cannot read activations"):
+        load_activations(tmp_path / "junk.npy")
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
+    with pytest.raises(ValueError, match=r"words\.npy: activations must be numbers"):
+        load_activations(tmp_path / "words.npy")
+    with pytest.raises(FileNotFoundError, match=r"absent\.npy: no such activation file"):
+        load_activations(tmp_path / "absent.npy")
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    good = tmp_path / "good.npy"
+    np.save(good, np.random.default_rng(0).standard_normal((2, 10, 4)))
+    np.save(tmp_path / "flat.npy", np.zeros(10))
+    np.savez(tmp_path / "keys.npz", first=np.zeros((10, 4)), second=np.zeros((10, 4)))
+    np.save(tmp_path / "short.npy", np.zeros((2, 9, 4)))
+    nan = np.random.default_rng(1).standard_normal((2, 10, 4))
+    nan[1, 3, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    (tmp_path / "acts.csv").write_text("1,2\n")
+    return {
+        "missing": ([str(tmp_path / "nope.npy"), str(good)], "nope.npy: no such activation file"),
+        "extension": ([str(tmp_path / "acts.csv"), str(good)], "acts.csv: unsupported extension"),
+        "shape": ([str(good), str(tmp_path / "flat.npy")], "flat.npy: activations must be"),
+        "key": ([str(tmp_path / "keys.npz"), str(good)], "keys.npz: holds 2 arrays"),
+        "rows": ([str(good), str(tmp_path / "short.npy")], "same number of rows"),
+        "nan": ([str(tmp_path / "nan.npy"), str(good)], "x contains NaN or Inf in 1 of 20 rows"),
+        "kernel": ([str(good), str(good), "--kernel", "poly"], "kernel must be one of"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "extension", "shape", "key", "rows", "nan", "kernel"])
+def test_bad_input_raises_value_error_in_process(tmp_path, case):
+    args, message = _bad_inputs(tmp_path)[case]
+    result = runner.invoke(app, ["cka", *args])
+    assert isinstance(result.exception, ValueError | FileNotFoundError)
+    assert message in str(result.exception)
+
+
+@pytest.mark.parametrize("case", ["missing", "key", "rows"])
+def test_bad_input_exits_2_with_one_line(tmp_path, case):
+    args, message = _bad_inputs(tmp_path)[case]
+    proc = subprocess.run([str(MOSSA), "cka", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert proc.stdout == ""
