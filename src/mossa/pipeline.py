@@ -89,7 +89,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "analyze",
-        ("seed", "tasks", "model", "training", "extraction", "analysis"),
+        ("seed", "tasks", "model", "training", "evaluation", "extraction", "analysis"),
         ("tables",),
         _run_analysis,
     ),

@@ -1,0 +1,224 @@
+"""`mossa analyze`: every table of RUN/tables from the activation store, in one pass.
+
+Each task's base, sft and control states are loaded once; CKA statistics are batched over
+layers; seen tasks' base and SFT states are kept (float32) for clustering and t-SNE.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from mossa.analysis import clustering, embeddings, mossa_tables, readability, spectral
+from mossa.analysis.layer_groups import find_layer_groups
+from mossa.analysis.tables import write_json, write_table
+from mossa.config import RunConfig
+from mossa.similarity import DegenerateInputWarning
+from mossa.store import ActivationStore, atomic_write_bytes
+
+TASK_FIELDS = (
+    "name",
+    "cluster",
+    "seen",
+    "n_train",
+    "flesch_kincaid",
+    "coleman_liau",
+    "n_readability",
+)
+CONTROL = "control"
+
+
+def read_tasks(run_dir: Path) -> list[dict]:
+    """The task records of RUN/tasks/tasks.json, checked for the fields the analysis reads."""
+    path = Path(run_dir) / "tasks" / "tasks.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the tasks stage first (mossa run)")
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(tasks, list) or not tasks:
+        raise ValueError(f"{path}: expected a non-empty list of task records")
+    for i, t in enumerate(tasks):
+        missing = [f for f in TASK_FIELDS if f not in t]
+        if missing:
+            raise ValueError(f"{path}: task record {i} lacks fields {missing}")
+    return tasks
+
+
+def read_task_metrics(run_dir: Path) -> list[dict]:
+    """Rows of task_metrics.csv from RUN/eval/task_metrics.json (empty when not evaluated)."""
+    path = Path(run_dir) / "eval" / "task_metrics.json"
+    if not path.is_file():
+        return []
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+
+    def num(v):
+        return math.nan if v is None else float(v)
+
+    return [
+        {
+            "task": r["task"],
+            "metric": r["metric"],
+            **{m: num(r.get(m)) for m in ("base", "sft", "control")},
+        }
+        for r in records
+    ]
+
+
+def _load_aligned(store: ActivationStore, task: str) -> dict[str, np.ndarray]:
+    """base, sft and control states of ``task``, each file read once, rows checked aligned."""
+    loaded = {m: store.load(m, task) for m in (*mossa_tables.MODELS, CONTROL)}
+    reference = loaded[CONTROL][1]
+    for model in mossa_tables.MODELS:
+        manifest = loaded[model][1]
+        for field, what in (("prompt_hashes", "prompts in the same order"), ("pooling", "pooling")):
+            if manifest.get(field) != reference.get(field):
+                raise ValueError(
+                    f"{store.manifest_path(model, task)} and {store.manifest_path(CONTROL, task)} "
+                    f"do not hold the same {what}"
+                )
+        if loaded[model][0].shape[0] != loaded[CONTROL][0].shape[0]:
+            raise ValueError(
+                f"task {task!r}: {model} has {loaded[model][0].shape[0]} layers, control has "
+                f"{loaded[CONTROL][0].shape[0]}"
+            )
+    return {m: hidden for m, (hidden, _) in loaded.items()}
+
+
+def _analyze_task(
+    store: ActivationStore, task: dict, cfg: RunConfig, out: Path
+) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
+    """One task: its states, cka.csv and pca_dims.csv rows; writes its cross-layer matrices."""
+    name = task["name"]
+    states = _load_aligned(store, name)
+    n = states[CONTROL].shape[1]
+    cka_rows, cross = [], {}
+    for model in mossa_tables.MODELS:
+        seed = mossa_tables.pair_seed(cfg.seed, model, name)
+        result = mossa_tables.compare_to_control(
+            states[model], states[CONTROL], analysis=cfg.analysis, seed=seed
+        )
+        cka_rows.extend(mossa_tables.cka_rows(model, task, result, n))
+        cross[model] = result["cross_layer"]
+    _save_npz(out / "cka_cross_layer" / f"{name}.npz", cross)
+    pca_rows = [
+        row
+        for model, hidden in states.items()
+        for row in spectral.pca_rows(model, name, hidden, cfg.analysis.pca_variance)
+    ]
+    return states, cka_rows, pca_rows
+
+
+@contextmanager
+def _collect_degenerate(found: list[str], task: str):
+    """Collect similarity's DegenerateInputWarnings (summarised once at the end), pass others."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, DegenerateInputWarning):
+            found.append(f"task {task}: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
+    """Write every table of RUN/tables (see docs/analysis.md) for the run in ``run_dir``."""
+    run_dir = Path(run_dir)
+    acfg = cfg.analysis
+    tasks = read_tasks(run_dir)
+    store = ActivationStore(run_dir / "activations")
+    out = run_dir / "tables"
+    cka_rows, pca_rows, degenerate = [], [], []
+    kept: dict[str, list[np.ndarray]] = {m: [] for m in mossa_tables.MODELS}
+    labels: list[str] = []
+    row_tasks: list[str] = []
+    n_layers = None
+    for task in tqdm(tasks, desc="analyze", unit="task"):
+        with _collect_degenerate(degenerate, task["name"]):
+            states, task_cka, task_pca = _analyze_task(store, task, cfg, out)
+        cka_rows.extend(task_cka)
+        pca_rows.extend(task_pca)
+        depth = states[CONTROL].shape[0] - 1
+        if n_layers is not None and depth != n_layers:
+            raise ValueError(f"task {task['name']!r} has {depth} layers, earlier tasks {n_layers}")
+        n_layers = depth
+        if task["seen"]:
+            for model in mossa_tables.MODELS:
+                kept[model].append(states[model])
+            labels.extend([task["cluster"]] * states[CONTROL].shape[1])
+            row_tasks.extend([task["name"]] * states[CONTROL].shape[1])
+    if degenerate:
+        warnings.warn(
+            f"{len(degenerate)} degenerate-input warning(s) from the similarity core (NaN or "
+            f"dropped values in the tables), first: {degenerate[0]}",
+            DegenerateInputWarning,
+            stacklevel=2,
+        )
+
+    write_table(out / "cka.csv", "cka", cka_rows)
+    write_table(out / "pca_dims.csv", "pca_dims", pca_rows)
+    write_table(out / "readability.csv", "readability", readability.readability_rows(tasks))
+    write_table(
+        out / "correlations.csv", "correlations", readability.correlation_rows(cka_rows, tasks)
+    )
+    write_table(out / "task_metrics.csv", "task_metrics", read_task_metrics(run_dir))
+    groups = layer_map(cka_rows, tasks, n_layers, acfg.group_bootstrap, cfg.seed)
+    write_json(out / "layer_groups.json", groups)
+
+    stacked = {m: np.concatenate(v, axis=1) for m, v in kept.items() if v}
+    kept.clear()
+    layers = embeddings.default_layers(n_layers, acfg.tsne_layers) if stacked else []
+    # scikit-learn's OpenMP threads spin-wait; next to numpy's and torch's thread pools on a
+    # busy machine that made k-means and t-SNE 20-100x slower. One OpenMP thread is fast.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        ari = clustering.clustering_rows(stacked, np.array(labels), seed=cfg.seed)
+        tsne = embeddings.tsne_rows(
+            stacked, row_tasks, labels, layers, perplexity=acfg.tsne_perplexity, seed=cfg.seed
+        )
+    write_table(out / "clustering.csv", "clustering", ari)
+    write_table(out / "tsne.csv", "tsne", tsne)
+
+
+def layer_map(
+    cka_rows: list[dict], tasks: list[dict], n_layers: int, n_boot: int, seed: int
+) -> dict:
+    """layer_groups.json: the map from debiased CKA, plus the same fit on biased CKA."""
+    seen = [t["name"] for t in tasks if t["seen"]]
+    diffs = {
+        c: mossa_tables.difference_matrix(cka_rows, seen, n_layers, c)
+        for c in ("cka", "cka_biased")
+    }
+    # A task with an undefined CKA (a layer whose states do not vary) cannot enter the map.
+    usable = np.isfinite(diffs["cka"]).all(axis=1) & np.isfinite(diffs["cka_biased"]).all(axis=1)
+    result = {
+        "measure": "debiased CKA, SFT minus base, each against the task's control",
+        "tasks": [t for t, ok in zip(seen, usable, strict=True) if ok],
+        "excluded_tasks": [t for t, ok in zip(seen, usable, strict=True) if not ok],
+    }
+    for column, key in (("cka", None), ("cka_biased", "biased")):
+        diff = diffs[column][usable]
+        fit = find_layer_groups(diff, n_boot=n_boot, seed=seed)
+        if key is None:
+            result.update(fit)
+        else:
+            result[key] = fit
+    return result
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())

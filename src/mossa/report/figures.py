@@ -1,0 +1,442 @@
+"""The paper's figures on this run's tables, one function per figure (matplotlib, Agg).
+
+Each ``fig_*`` function takes the run's :class:`~mossa.report.data.RunData` and returns a
+matplotlib Figure, or None when the run has nothing to show for it (e.g. no unseen
+tasks). :data:`FIGURES` lists them in report order with the paper figure they redraw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from mossa.analysis.paper import paper_groups  # noqa: E402
+from mossa.report.data import RunData, cluster_name  # noqa: E402
+from mossa.store import atomic_write_bytes  # noqa: E402
+
+COLORS = {"base": "#4C72B0", "sft": "#DD8452", "control": "#55A868"}
+LABELS = {"base": "base", "sft": "SFT", "control": "control"}
+GROUP_COLORS = {"shared": "#9ecae1", "transition": "#fdae6b", "refinement": "#a1d99b"}
+NULL_COLOR = "#bbbbbb"
+DPI = 110
+
+
+def _layer_ticks(ax, n_layers: int, start: int = 0) -> None:
+    step = max(1, math.ceil((n_layers + 1 - start) / 16))
+    ax.set_xticks(range(start, n_layers + 1, step))
+    ax.set_xlim(start - 0.7, n_layers + 0.7)
+
+
+def _boxes(ax, data: RunData, mask: np.ndarray, column: str = "cka", null: bool = True) -> None:
+    """Paired box plots per layer: base and SFT CKA against the control over ``mask`` tasks."""
+    layers = data.layers
+    if null and column == "cka":
+        p95 = np.nanmax(
+            np.vstack([data.cka[(m, "null_p95")][mask] for m in ("base", "sft")]), axis=0
+        )
+        ax.fill_between(
+            layers,
+            -1,
+            p95,
+            step="mid",
+            color=NULL_COLOR,
+            alpha=0.45,
+            lw=0,
+            label="permutation null, 95th pct (max over tasks)",
+        )
+    for offset, model in ((-0.19, "base"), (0.19, "sft")):
+        values = data.cka[(model, column)][mask]
+        columns = [v[np.isfinite(v)] for v in values.T]
+        ax.boxplot(
+            columns,
+            positions=layers + offset,
+            widths=0.34,
+            patch_artist=True,
+            manage_ticks=False,
+            showfliers=True,
+            flierprops={"markersize": 2, "markeredgecolor": COLORS[model]},
+            medianprops={"color": "black", "lw": 1},
+            boxprops={"facecolor": COLORS[model], "edgecolor": COLORS[model], "alpha": 0.85},
+            whiskerprops={"color": COLORS[model]},
+            capprops={"color": COLORS[model]},
+        )
+    lo = np.nanmin([np.nanmin(data.cka[(m, column)][mask]) for m in ("base", "sft")])
+    ax.set_ylim(min(0.0, lo) - 0.05, 1.05)
+    ax.axhline(0, color="black", lw=0.5)
+    _layer_ticks(ax, data.n_layers)
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _model_legend(ax, extra: list | None = None, **kw) -> None:
+    handles = [Patch(color=COLORS[m], label=LABELS[m]) for m in ("base", "sft")]
+    ax.legend(handles=handles + (extra or []), fontsize=8, **kw)
+
+
+def fig_cka_layers(data: RunData) -> Figure | None:
+    """Fig. 2: CKA with each task's control per layer, base vs SFT, debiased and biased."""
+    mask = data.seen_mask
+    if not mask.any():
+        return None
+    width = max(8.0, 0.42 * (data.n_layers + 1) + 2)
+    fig, axes = plt.subplots(2, 1, figsize=(width, 7.2), sharex=True)
+    _boxes(axes[0], data, mask, "cka")
+    axes[0].set_xlabel("")
+    axes[0].set_ylabel("debiased CKA")
+    fig.suptitle(f"CKA with each task's control model ({int(mask.sum())} seen tasks)")
+    null = Patch(color=NULL_COLOR, alpha=0.45, label="permutation null p95 (max over tasks)")
+    _model_legend(
+        axes[0], [null], loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False
+    )
+    _boxes(axes[1], data, mask, "cka_biased", null=False)
+    axes[1].set_ylabel("biased CKA (as in the paper)")
+    fig.tight_layout()
+    return fig
+
+
+def fig_cka_clusters(data: RunData) -> Figure | None:
+    """Fig. 3, 8, 9: the same distributions, one panel per task cluster (debiased)."""
+    clusters = data.clusters(seen=True)
+    if not clusters:
+        return None
+    cols = min(3, len(clusters))
+    rows = math.ceil(len(clusters) / cols)
+    width = max(4.5, 0.2 * (data.n_layers + 1) + 2.2) * cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.9 * rows), squeeze=False)
+    for ax, cluster in zip(axes.flat, clusters, strict=False):
+        mask = np.array([data.seen[t] and data.cluster[t] == cluster for t in data.tasks])
+        _boxes(ax, data, mask, "cka")
+        count = int(mask.sum())
+        ax.set_title(f"{cluster_name(cluster)} ({count} task{'s' * (count != 1)})", fontsize=10)
+        ax.set_ylabel("debiased CKA")
+    for ax in list(axes.flat)[len(clusters) :]:
+        ax.axis("off")
+    _model_legend(
+        axes.flat[0], [Patch(color=NULL_COLOR, alpha=0.45, label="null p95")], loc="lower left"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def fig_tsne(data: RunData) -> Figure | None:
+    """Fig. 4, 11, 12: t-SNE of the states coloured by cluster, base and SFT, chosen layers."""
+    if not data.tsne:
+        return None
+    layers = sorted({r["layer"] for r in data.tsne})
+    models = [m for m in ("base", "sft") if any(r["model"] == m for r in data.tsne)]
+    clusters = list(dict.fromkeys(r["cluster"] for r in data.tsne))
+    cmap = plt.get_cmap("tab20" if len(clusters) > 10 else "tab10")
+    color = {c: cmap(i % cmap.N) for i, c in enumerate(clusters)}
+    legend_width = 2.9  # inches, for cluster names beside the maps
+    width = 2.8 * len(layers) + 0.4 + legend_width
+    fig, axes = plt.subplots(
+        len(models), len(layers), figsize=(width, 2.9 * len(models) + 0.3), squeeze=False
+    )
+    for i, model in enumerate(models):
+        for j, layer in enumerate(layers):
+            ax = axes[i, j]
+            pts = [r for r in data.tsne if r["model"] == model and r["layer"] == layer]
+            ax.scatter(
+                [r["x"] for r in pts],
+                [r["y"] for r in pts],
+                c=[color[r["cluster"]] for r in pts],
+                s=6,
+                linewidths=0,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{LABELS[model]}, layer {layer}", fontsize=10)
+    handles = [Patch(color=color[c], label=cluster_name(c)) for c in clusters]
+    right = 1 - legend_width / width
+    fig.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(right, 0.5), fontsize=8, frameon=False
+    )
+    fig.tight_layout(rect=(0, 0, right, 1))
+    return fig
+
+
+def fig_pca_dims(data: RunData) -> Figure | None:
+    """Fig. 5: principal components for 99% of the variance per layer, mean over tasks."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    mask = data.seen_mask
+    for model in ("base", "sft", "control"):
+        if model not in data.pca:
+            continue
+        values = data.pca[model][mask]
+        mean, sd = values.mean(axis=0), values.std(axis=0)
+        ax.plot(data.layers, mean, marker="o", ms=3, color=COLORS[model], label=LABELS[model])
+        ax.fill_between(data.layers, mean - sd, mean + sd, color=COLORS[model], alpha=0.15, lw=0)
+    _layer_ticks(ax, data.n_layers)
+    ax.set_xlabel("layer (0 = embeddings)")
+    variance = data.cfg.analysis.pca_variance
+    ax.set_ylabel(f"components for {variance:.0%} of variance")
+    ax.set_title(f"Dimensionality of the states (mean ± sd over {int(mask.sum())} seen tasks)")
+    _shade_groups(ax, data)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _shade_groups(ax, data: RunData) -> None:
+    """Light background bands for the run's transition layers, when it found any."""
+    groups = data.groups.get("groups") if data.groups.get("structure") else None
+    if groups and groups.get("transition"):
+        lo, hi = groups["transition"]
+        ax.axvspan(
+            lo - 0.5,
+            hi + 0.5,
+            color=GROUP_COLORS["transition"],
+            alpha=0.25,
+            lw=0,
+            label="transition layers (this run)",
+        )
+
+
+def _correlation_panel(ax, data: RunData, measure: str, title: str) -> None:
+    for model in ("base", "sft"):
+        r, p = data.correlations.get((model, measure), (None, None))
+        if r is None:
+            continue
+        ax.plot(data.layers, r, marker="o", ms=3, color=COLORS[model], label=LABELS[model])
+        sig = np.isfinite(p) & (p < 0.05)
+        ax.scatter(data.layers[sig], r[sig], s=50, facecolors="none", edgecolors=COLORS[model])
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_ylim(-1.05, 1.05)
+    _layer_ticks(ax, data.n_layers)
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel("Pearson r with CKA")
+    ax.set_title(title, fontsize=10)
+    _shade_groups(ax, data)
+    ax.grid(alpha=0.3)
+
+
+def _ring():
+    return plt.Line2D([], [], ls="", marker="o", mfc="none", mec="black", ms=7, label="p < 0.05")
+
+
+def fig_readability(data: RunData) -> Figure | None:
+    """Fig. 6: correlation of CKA with reading difficulty per layer (FK and Coleman-Liau)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
+    _correlation_panel(axes[0], data, "flesch_kincaid", "(a) Flesch-Kincaid grade")
+    _correlation_panel(axes[1], data, "coleman_liau", "(b) Coleman-Liau index")
+    handles, _ = axes[0].get_legend_handles_labels()
+    axes[0].legend(handles=[*handles, _ring()], fontsize=8, loc="best")
+    fig.suptitle("Does similarity to the control follow reading difficulty? (seen tasks)")
+    fig.tight_layout()
+    return fig
+
+
+def fig_unseen(data: RunData) -> Figure | None:
+    """Fig. 7: CKA with the control per layer on unseen tasks, base vs SFT."""
+    mask = ~data.seen_mask
+    if not mask.any():
+        return None
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.42 * (data.n_layers + 1) + 2), 4.2))
+    _boxes(ax, data, mask, "cka")
+    ax.set_ylabel("debiased CKA")
+    ax.set_title(f"Unseen tasks ({int(mask.sum())}, never in the SFT mixture)")
+    _model_legend(ax, [Patch(color=NULL_COLOR, alpha=0.45, label="null p95")], loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def fig_data_size(data: RunData) -> Figure | None:
+    """Fig. 10: correlation of CKA with the task's training-set size per layer."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    _correlation_panel(ax, data, "data_size", "Correlation of CKA with training-set size")
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, _ring()], fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def fig_layer_map(data: RunData) -> Figure | None:
+    """The layer map: SFT-minus-base CKA curve, the fitted groups and their confidence."""
+    g = data.groups
+    mean = np.asarray(g.get("mean_difference") or [], dtype=float)
+    if mean.size == 0:
+        return None
+    n_layers = len(mean)
+    layers = np.arange(1, n_layers + 1)
+    fig, (ax, bands) = plt.subplots(
+        2,
+        1,
+        figsize=(max(8.0, 0.35 * n_layers + 3), 5.4),
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 1.3]},
+    )
+    if g.get("mean_difference_ci"):
+        ci = np.asarray(g["mean_difference_ci"])
+        ax.fill_between(
+            layers,
+            ci[:, 0],
+            ci[:, 1],
+            color=COLORS["sft"],
+            alpha=0.2,
+            lw=0,
+            label="95% bootstrap interval over tasks",
+        )
+    ax.plot(layers, mean, "o-", color=COLORS["sft"], ms=4, label="mean over seen tasks")
+    if g.get("structure"):
+        fit = "two-bend fit" if g["model"] == "two_knots" else "one-bend fit"
+        ax.plot(layers, g["fitted"], color="black", lw=1.2, ls="--", label=fit)
+        for name, span in g["groups"].items():
+            if span:
+                ax.axvspan(span[0] - 0.5, span[1] + 0.5, color=GROUP_COLORS[name], alpha=0.3, lw=0)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_ylabel("CKA(SFT) − CKA(base)")
+    title = "Layer map" if g.get("structure") else "Layer map: no layer structure found"
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+
+    rows = [("this run", g.get("layer_probabilities"), g.get("groups"))]
+    rows.append(("paper (scaled)", None, paper_groups(n_layers)))
+    for y, (_, probs, groups) in enumerate(rows):
+        if probs:
+            bottom = np.zeros(n_layers)
+            for name in ("shared", "transition", "refinement"):
+                p = np.array([rec[name] for rec in probs])
+                bands.bar(
+                    layers,
+                    p * 0.8,
+                    bottom=y + bottom - 0.4,
+                    width=0.9,
+                    color=GROUP_COLORS[name],
+                    edgecolor="none",
+                )
+                bottom += p * 0.8
+        elif groups:
+            for name, span in groups.items():
+                if span:
+                    bands.barh(
+                        y,
+                        span[1] - span[0] + 1,
+                        left=span[0] - 0.5,
+                        height=0.8,
+                        color=GROUP_COLORS[name],
+                        edgecolor="white",
+                    )
+        else:
+            bands.text((n_layers + 1) / 2, y, "no groups", ha="center", va="center", fontsize=9)
+    bands.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=9)
+    bands.set_ylim(len(rows) - 0.5, -0.5)
+    bands.set_xlabel("layer (bar height in 'this run' = share of task-bootstrap fits)")
+    _layer_ticks(bands, n_layers, start=1)
+    handles = [Patch(color=c, label=n) for n, c in GROUP_COLORS.items()]
+    bands.legend(
+        handles=handles,
+        fontsize=8,
+        ncol=3,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.55),
+        frameon=False,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def fig_cross_layer(data: RunData) -> Figure | None:
+    """Cross-layer CKA (model layer x control layer), mean over seen tasks, base and SFT."""
+    models = [m for m in ("base", "sft") if m in data.cross]
+    if not models:
+        return None
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(4.6 * len(models) + 1.2, 4.4), squeeze=False, layout="constrained"
+    )
+    vmin = min(0.0, min(float(np.nanmin(data.cross[m])) for m in models))
+    vmax = max(float(np.nanmax(data.cross[m])) for m in models)
+    for ax, model in zip(axes[0], models, strict=True):
+        im = ax.imshow(
+            data.cross[model], origin="lower", cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto"
+        )
+        ax.set_xlabel("control layer")
+        ax.set_ylabel(f"{LABELS[model]} layer")
+        ax.set_title(f"{LABELS[model]} vs control (mean debiased CKA)", fontsize=10)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9, label="CKA")
+    return fig
+
+
+def fig_clustering(data: RunData) -> Figure | None:
+    """k-means ARI against cluster labels and silhouette per layer, base and SFT."""
+    if not data.clustering:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for model, (ari, sil) in data.clustering.items():
+        axes[0].plot(
+            data.layers, ari, "o-", ms=3, color=COLORS.get(model), label=LABELS.get(model, model)
+        )
+        axes[1].plot(
+            data.layers, sil, "o-", ms=3, color=COLORS.get(model), label=LABELS.get(model, model)
+        )
+    for ax, ylabel in zip(
+        axes, ("ARI of k-means vs clusters", "silhouette of cluster labels"), strict=True
+    ):
+        _layer_ticks(ax, data.n_layers)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.set_ylabel(ylabel)
+        ax.axhline(0, color="black", lw=0.6)
+        _shade_groups(ax, data)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Do the states group by task cluster? (all seen tasks together)")
+    fig.tight_layout()
+    return fig
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One report figure: its file stem, title, the paper figure it redraws, its function."""
+
+    name: str
+    title: str
+    paper: str
+    draw: Callable[[RunData], Figure | None]
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("layer_map", "Layer map", "Fig. 1", fig_layer_map),
+    FigureSpec("cka_layers", "CKA with the control models per layer", "Fig. 2", fig_cka_layers),
+    FigureSpec("cka_clusters", "CKA per task cluster", "Fig. 3, 8, 9", fig_cka_clusters),
+    FigureSpec("tsne", "t-SNE of the states by cluster", "Fig. 4, 11, 12", fig_tsne),
+    FigureSpec(
+        "clustering",
+        "Clustering of the states by task cluster",
+        "Fig. 4, quantified",
+        fig_clustering,
+    ),
+    FigureSpec("pca_dims", "Dimensions for 99% of the variance", "Fig. 5", fig_pca_dims),
+    FigureSpec("readability", "CKA and reading difficulty", "Fig. 6", fig_readability),
+    FigureSpec("unseen", "Unseen tasks", "Fig. 7", fig_unseen),
+    FigureSpec("data_size", "CKA and data size", "Fig. 10", fig_data_size),
+    FigureSpec("cross_layer", "Cross-layer CKA", "not in the paper", fig_cross_layer),
+)
+
+
+def render_figures(data: RunData, out_dir: Path) -> dict[str, Path]:
+    """Draw every applicable figure into ``out_dir`` as PNG; returns name -> path."""
+    import io
+
+    written = {}
+    for spec in FIGURES:
+        fig = spec.draw(data)
+        if fig is None:
+            continue
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI)
+        plt.close(fig)
+        path = Path(out_dir) / f"{spec.name}.png"
+        atomic_write_bytes(path, buf.getvalue())
+        written[spec.name] = path
+    return written

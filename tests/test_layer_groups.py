@@ -1,0 +1,196 @@
+"""The layer-map algorithm on planted curves: recovery, calibration on noise, reference fits."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from mossa.analysis.layer_groups import find_layer_groups
+
+L, T = 12, 8
+LAYERS = np.arange(1, L + 1)
+
+
+def planted(b1: int, b2: int, *, height=0.6, noise=0.12, seed=0, n_tasks=T) -> np.ndarray:
+    """Task curves rising at layers b1..b2 only (0 before, ``height`` from b2 on), plus noise."""
+    rng = np.random.default_rng(seed)
+    w = np.where(LAYERS < b1, 0.0, np.where(LAYERS > b2, 1.0, (LAYERS - b1 + 1) / (b2 - b1 + 1)))
+    return height * w[None] + noise * rng.standard_normal((n_tasks, L))
+
+
+def spans_cover(groups: dict) -> list[int]:
+    return [layer for span in groups.values() if span for layer in range(span[0], span[1] + 1)]
+
+
+@pytest.mark.parametrize("b1,b2", [(4, 7), (5, 8), (6, 9), (5, 5)])
+def test_planted_ramp_boundaries_are_recovered(b1, b2):
+    hits = 0
+    for seed in range(5):
+        res = find_layer_groups(planted(b1, b2, noise=0.08, seed=seed), seed=seed)
+        assert res["structure"] and res["model"] == "two_knots"
+        assert spans_cover(res["groups"]) == list(range(1, L + 1))
+        start, refine = res["boundaries"]["transition_start"], res["boundaries"]["refinement_start"]
+        hits += abs(start - b1) <= 1 and abs(refine - (b2 + 1)) <= 1
+        assert 0.0 <= min(res["confidence"].values()) <= 1.0
+    assert hits == 5
+
+
+def test_recovery_rate_at_moderate_noise():
+    """Task noise 0.12 (a tenth of the plateau gap per task): boundaries within ±1 layer."""
+    hits = 0
+    for seed in range(50):
+        res = find_layer_groups(planted(5, 8, noise=0.12, seed=100 + seed), n_boot=50, seed=seed)
+        b = res.get("boundaries", {})
+        hits += (
+            abs(b.get("transition_start", -9) - 5) <= 1
+            and abs(b.get("refinement_start", -9) - 9) <= 1
+        )
+    assert hits >= 43
+
+
+def test_confidence_and_layer_probabilities_are_consistent():
+    res = find_layer_groups(planted(5, 8, noise=0.05), n_boot=300, seed=3)
+    assert res["confidence"]["transition_start"] > 0.9
+    assert res["confidence"]["refinement_start"] > 0.9
+    probs = res["layer_probabilities"]
+    assert [p["layer"] for p in probs] == list(LAYERS)
+    for p in probs:
+        total = p["shared"] + p["transition"] + p["refinement"] + p["none"]
+        assert total == pytest.approx(1.0)
+    assert probs[0]["shared"] > 0.95 and probs[-1]["refinement"] > 0.95
+    assert probs[6]["transition"] > 0.95  # layer 7, in the middle of the planted ramp
+
+
+def test_noisier_data_gives_lower_confidence():
+    clean = find_layer_groups(planted(5, 8, noise=0.05, seed=1), seed=1)
+    noisy = find_layer_groups(planted(5, 8, noise=0.35, seed=1), seed=1)
+    noisy_conf = min(noisy["confidence"].values()) if noisy["structure"] else 0.0
+    assert noisy_conf < min(clean["confidence"].values())
+
+
+def test_a_sharp_step_is_a_one_layer_transition():
+    rng = np.random.default_rng(0)
+    curves = 0.6 * (LAYERS >= 7)[None] + 0.05 * rng.standard_normal((T, L))
+    res = find_layer_groups(curves, seed=0)
+    assert res["structure"] and res["model"] == "two_knots"
+    assert res["groups"] == {"shared": [1, 6], "transition": [7, 7], "refinement": [8, 12]}
+    assert res["rise"] == pytest.approx(0.6, abs=0.1)
+
+
+def test_refinement_may_keep_rising_slowly():
+    """The paper's picture: flat, steep, then a slower continued rise (not a plateau)."""
+    rng = np.random.default_rng(4)
+    m = np.interp(LAYERS, [1, 4, 8, 12], [-0.3, -0.3, 0.3, 0.45])
+    res = find_layer_groups(m[None] + 0.05 * rng.standard_normal((T, L)), seed=4)
+    assert res["model"] == "two_knots"
+    assert abs(res["boundaries"]["transition_start"] - 5) <= 1
+    assert abs(res["boundaries"]["refinement_start"] - 9) <= 1
+    assert res["slopes"]["transition"] > res["slopes"]["refinement"] > 0
+
+
+def test_one_bend_gives_two_groups():
+    """Flat, then rising to the last layer: shared and transition, no refinement."""
+    rng = np.random.default_rng(2)
+    m = np.interp(LAYERS, [1, 6, 12], [0.0, 0.0, 0.6])
+    res = find_layer_groups(m[None] + 0.05 * rng.standard_normal((T, L)), seed=2)
+    assert res["structure"] and res["model"] == "hinge"
+    assert res["groups"]["refinement"] is None
+    assert abs(res["groups"]["shared"][1] - 6) <= 1 and res["groups"]["transition"][1] == L
+    assert spans_cover(res["groups"]) == list(range(1, L + 1))
+    assert set(res["boundaries"]) == {"transition_start"}
+
+
+def test_pure_noise_reports_no_structure():
+    rng = np.random.default_rng(11)
+    res = find_layer_groups(0.1 * rng.standard_normal((T, L)), seed=11)
+    assert res["structure"] is False
+    assert "groups" not in res and "p_value" in res and res["reason"]
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.8])
+def test_false_structure_rate_on_noise_is_near_alpha(rho):
+    """Calibration on white and layer-correlated noise: about 5% false structure."""
+    rng = np.random.default_rng(42)
+    n_rep, rejected = 150, 0
+    for rep in range(n_rep):
+        e = rng.standard_normal((T, L))
+        for j in range(1, L):
+            e[:, j] = rho * e[:, j - 1] + np.sqrt(1 - rho**2) * e[:, j]
+        rejected += find_layer_groups(0.1 * e + 0.3, n_boot=100, seed=rep)["structure"]
+    assert rejected / n_rep <= 0.11
+
+
+def test_steady_linear_trend_is_not_three_groups():
+    rng = np.random.default_rng(5)
+    rejected = sum(
+        find_layer_groups(0.05 * LAYERS[None] + 0.1 * rng.standard_normal((T, L)), seed=s)[
+            "structure"
+        ]
+        for s in range(40)
+    )
+    assert rejected <= 6
+
+
+def test_falling_curve_is_not_the_paper_structure():
+    res = find_layer_groups(-planted(5, 8, noise=0.05), seed=0)
+    assert res["structure"] is False
+
+
+def test_a_clear_but_tiny_rise_is_not_mapped():
+    res = find_layer_groups(planted(5, 8, height=0.01, noise=0.001), seed=0)
+    assert res["p_value"] < 0.05
+    assert res["structure"] is False and "rises by only" in res["reason"]
+
+
+def test_too_few_tasks_or_layers_say_why():
+    res = find_layer_groups(planted(5, 8)[:2], seed=0)
+    assert res["structure"] is False and "at least 3 seen tasks" in res["reason"]
+    res = find_layer_groups(np.zeros((5, 3)), seed=0)
+    assert res["structure"] is False and "4 layers" in res["reason"]
+
+
+def test_same_seed_same_result_other_seed_same_map():
+    curves = planted(4, 7, seed=9)
+    assert find_layer_groups(curves, seed=1) == find_layer_groups(curves, seed=1)
+    assert (
+        find_layer_groups(curves, seed=2)["groups"] == find_layer_groups(curves, seed=1)["groups"]
+    )
+
+
+def test_bad_input_raises_with_location():
+    curves = planted(4, 7)
+    curves[2, 5] = np.nan
+    with pytest.raises(ValueError, match="task row 2, layer 6"):
+        find_layer_groups(curves)
+    with pytest.raises(ValueError, match="2-D"):
+        find_layer_groups(np.zeros(5))
+    with pytest.raises(ValueError, match="alpha"):
+        find_layer_groups(planted(4, 7), alpha=1.5)
+
+
+def _reference_fit(mean: np.ndarray) -> tuple[tuple[int, int], float]:
+    """Brute force: broken line with knots s < t by lstsq; middle segment steepest, rising."""
+    best = ((0, 0), np.inf)
+    for s, t in itertools.combinations(range(2, L), 2):
+        design = np.column_stack(
+            [np.ones(L), LAYERS, np.clip(LAYERS - s, 0, None), np.clip(LAYERS - t, 0, None)]
+        )
+        coef, *_ = np.linalg.lstsq(design, mean, rcond=None)
+        left, mid, right = coef[1], coef[1] + coef[2], coef[1] + coef[2] + coef[3]
+        if not (mid > 0 and mid > left and mid > right):
+            continue
+        rss = float(np.sum((design @ coef - mean) ** 2))
+        if rss < best[1] - 1e-12:
+            best = ((s, t), rss)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fit_matches_brute_force_least_squares(seed):
+    curves = planted(3 + seed, 6 + seed, noise=0.1, seed=seed)
+    res = find_layer_groups(curves, seed=seed)
+    assert res["structure"] and res["model"] == "two_knots"
+    (s, t), rss = _reference_fit(curves.mean(axis=0))
+    assert res["groups"] == {"shared": [1, s], "transition": [s + 1, t], "refinement": [t + 1, L]}
+    fitted = np.array(res["fitted"])
+    assert np.sum((fitted - curves.mean(axis=0)) ** 2) == pytest.approx(rss, rel=1e-9)
