@@ -1,0 +1,268 @@
+"""Atomic file writes and the activation store.
+
+Every artifact of a run is written through :func:`atomic_write_bytes` /
+:func:`atomic_write_text`: the data goes to a temporary file in the target's directory
+and is moved into place with ``os.replace``, so a reader (or a resumed run) sees either
+the old file or the complete new one, never a half-written file.
+
+The activation store keeps one safetensors file per (model, task) under
+``RUN/activations/<model>/<task>.safetensors`` with a single tensor ``"hidden"`` of shape
+``[layers + 1, n_prompts, d]`` and a JSON manifest next to it (``<task>.json``) naming the
+model, the task, the SHA-256 of every prompt in row order, the shape, dtype, pooling and
+mossa version. A save removes any old manifest, writes the tensor file, then the manifest,
+so a manifest is present only next to its own complete tensor file:
+:meth:`ActivationStore.has` is the resume test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save
+
+TENSOR_KEY = "hidden"
+STORE_DTYPES = ("float32", "float16")
+TEMP_SUFFIX = ".tmp"
+
+
+def mossa_version() -> str:
+    """The installed mossa version (``"unknown"`` when running from an uninstalled tree)."""
+    try:
+        return version("mossa")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename).
+
+    The parent directory is created when missing. On any error the temporary file is
+    removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically; see :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def prompt_hash(prompt: str) -> str:
+    """SHA-256 hex digest of the UTF-8 encoded prompt (identifies a row of the store)."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+def _as_numpy(hidden) -> np.ndarray:
+    if hasattr(hidden, "detach"):  # torch tensor, without importing torch here
+        hidden = hidden.detach().cpu().float().numpy()
+    return np.asarray(hidden)
+
+
+def _first_bad_layer(hidden: np.ndarray) -> int | None:
+    bad = ~np.isfinite(hidden).reshape(hidden.shape[0], -1).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+class ActivationStore:
+    """Hidden states per (model, task) under ``root`` (normally ``RUN/activations``).
+
+    Parameters
+    ----------
+    root : Path
+        Directory holding one sub-directory per model name (``base``, ``sft``,
+        ``control``, ``control__<task>``).
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, model: str, task: str) -> Path:
+        """Tensor file of (model, task); its manifest has the same stem and suffix ``.json``."""
+        for what, name in (("model", model), ("task", task)):
+            if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+                raise ValueError(f"{what} name must be a non-empty file-safe string, got {name!r}")
+        return self.root / model / f"{task}.safetensors"
+
+    def manifest_path(self, model: str, task: str) -> Path:
+        """Manifest JSON of (model, task)."""
+        return self.path(model, task).with_suffix(".json")
+
+    def has(self, model: str, task: str) -> bool:
+        """True when both the tensor file and its manifest exist (the entry is complete)."""
+        return self.path(model, task).is_file() and self.manifest_path(model, task).is_file()
+
+    def save(self, model: str, task: str, hidden, *, prompts: list[str], meta: dict) -> Path:
+        """Store hidden states of ``prompts`` (rows in this order) for (model, task).
+
+        Parameters
+        ----------
+        model, task : str
+            Store names, e.g. ``("sft", "sentiment")``.
+        hidden : torch.Tensor or np.ndarray of shape (layers + 1, n, d)
+            Layer 0 is the embedding output, layer l the output of block l.
+        prompts : list of str, length n
+            The prompts of the rows, in row order; only their hashes are stored.
+        meta : dict
+            Extra JSON-serialisable manifest fields. ``meta["dtype"]`` (``"float32"``
+            default, or ``"float16"``) sets the stored dtype and ``meta["pooling"]``
+            (default ``"last"``) is recorded.
+
+        Returns
+        -------
+        Path
+            The tensor file written.
+
+        Raises
+        ------
+        ValueError
+            On a wrong shape, a prompt count that does not match n, an unknown dtype, or
+            NaN/Inf values (the message names model, task and the first bad layer).
+        """
+        target = self.path(model, task)
+        hidden = _as_numpy(hidden)
+        if hidden.ndim != 3:
+            raise ValueError(
+                f"hidden for model {model!r}, task {task!r} must have shape [layers+1, n, d], "
+                f"got shape {hidden.shape}"
+            )
+        if len(prompts) != hidden.shape[1]:
+            raise ValueError(
+                f"model {model!r}, task {task!r}: {len(prompts)} prompts for "
+                f"{hidden.shape[1]} rows of hidden states"
+            )
+        dtype = meta.get("dtype", "float32")
+        if dtype not in STORE_DTYPES:
+            raise ValueError(f"meta['dtype'] must be one of {STORE_DTYPES}, got {dtype!r}")
+        bad = _first_bad_layer(hidden)
+        if bad is not None:
+            raise ValueError(
+                f"non-finite hidden states (NaN or Inf) for model {model!r}, task {task!r} "
+                f"at layer {bad} (0 = embeddings)"
+            )
+        with np.errstate(over="ignore"):  # overflow is reported below, by layer
+            stored = np.ascontiguousarray(hidden, dtype=np.dtype(dtype))
+        bad = _first_bad_layer(stored)
+        if bad is not None:
+            raise ValueError(
+                f"hidden states for model {model!r}, task {task!r} overflow {dtype} at layer "
+                f"{bad} (0 = embeddings); store them as float32"
+            )
+        manifest = {
+            **meta,
+            "model": model,
+            "task": task,
+            "prompt_hashes": [prompt_hash(p) for p in prompts],
+            "n": int(hidden.shape[1]),
+            "layers": int(hidden.shape[0]),
+            "d": int(hidden.shape[2]),
+            "dtype": dtype,
+            "pooling": meta.get("pooling", "last"),
+            "mossa_version": mossa_version(),
+        }
+        # Drop an old manifest first: a kill between the two writes must not pair a new
+        # tensor file with a stale manifest.
+        self.manifest_path(model, task).unlink(missing_ok=True)
+        atomic_write_bytes(target, save({TENSOR_KEY: stored}))
+        atomic_write_text(self.manifest_path(model, task), json.dumps(manifest, indent=1) + "\n")
+        return target
+
+    def manifest(self, model: str, task: str) -> dict:
+        """The manifest of a complete entry (FileNotFoundError naming the file otherwise)."""
+        path = self.manifest_path(model, task)
+        if not self.has(model, task):
+            raise FileNotFoundError(
+                f"no complete activations for model {model!r}, task {task!r}: {path}"
+            )
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: manifest is not valid JSON: {exc}") from None
+
+    def load(self, model: str, task: str) -> tuple[np.ndarray, dict]:
+        """Hidden states as float32 ``[layers + 1, n, d]`` and the manifest of (model, task)."""
+        manifest = self.manifest(model, task)
+        path = self.path(model, task)
+        tensors = load_file(str(path))
+        if TENSOR_KEY not in tensors:
+            raise ValueError(f"{path}: no tensor {TENSOR_KEY!r} (found {sorted(tensors)})")
+        hidden = tensors[TENSOR_KEY].astype(np.float32, copy=False)
+        expected = (manifest["layers"], manifest["n"], manifest["d"])
+        if hidden.shape != expected:
+            raise ValueError(
+                f"{path}: tensor shape {hidden.shape} does not match its manifest {expected}"
+            )
+        return hidden, manifest
+
+    def load_pair(self, model_a: str, model_b: str, task: str) -> tuple[np.ndarray, np.ndarray]:
+        """Hidden states of two models on ``task``, checked to hold the same prompts in order.
+
+        Raises
+        ------
+        ValueError
+            When the manifests differ in prompts (set or order) or pooling; the message
+            names both files and the first differing row.
+        """
+        ha, ma = self.load(model_a, task)
+        hb, mb = self.load(model_b, task)
+        fa, fb = self.manifest_path(model_a, task), self.manifest_path(model_b, task)
+        pa, pb = ma["prompt_hashes"], mb["prompt_hashes"]
+        if pa != pb:
+            if len(pa) != len(pb):
+                detail = f"{len(pa)} vs {len(pb)} prompts"
+            else:
+                row = next(i for i, (a, b) in enumerate(zip(pa, pb, strict=True)) if a != b)
+                detail = f"first different prompt at row {row}"
+            raise ValueError(
+                f"{fa} and {fb} do not hold the same prompts in the same order: {detail}"
+            )
+        if ma.get("pooling") != mb.get("pooling"):
+            pooling = (ma.get("pooling"), mb.get("pooling"))
+            raise ValueError(
+                f"{fa} and {fb} use different pooling: {pooling[0]!r} vs {pooling[1]!r}"
+            )
+        return ha, hb
+
+    def models(self) -> list[str]:
+        """Model names with at least one complete entry, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.tasks(p.name))
+
+    def tasks(self, model: str) -> list[str]:
+        """Task names with a complete entry for ``model``, sorted."""
+        folder = self.root / model
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.stem
+            for p in folder.glob("*.safetensors")
+            if not p.name.startswith(".") and p.with_suffix(".json").is_file()
+        )
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete temporary files left by a killed writer; returns what was removed."""
+        if not self.root.is_dir():
+            return []
+        stale = [p for p in self.root.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
