@@ -1,0 +1,87 @@
+"""`mossa clustering` end to end on the regex-smoke profile, and its bad-input exit code."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mossa.cli import app
+from mossa.clustering.config import ClusteringConfig, load_clustering_config
+
+MOSSA = Path(sys.executable).parent / "mossa"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clustering") / "smoke"
+    result = CliRunner().invoke(app, ["clustering", "--profile", "regex-smoke", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def _csv(path: Path) -> tuple[list[str], list[dict]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return reader.fieldnames, list(reader)
+
+
+def test_smoke_writes_ari_table_for_every_step_layer_split(smoke_run):
+    out, _ = smoke_run
+    cfg = load_clustering_config("regex-smoke")
+    columns, rows = _csv(out / "tables" / "ari.csv")
+    assert columns == ["step", "layer", "split", "ari"]
+    keys = {(int(r["step"]), int(r["layer"]), r["split"]) for r in rows}
+    expected = {
+        (s, layer, split)
+        for s in cfg.training.checkpoints
+        for layer in range(cfg.model.n_layer + 1)
+        for split in ("train", "validation")
+    }
+    assert keys == expected and len(rows) == len(expected)
+    assert all(-0.5 <= float(r["ari"]) <= 1.0 for r in rows)
+
+
+def test_smoke_writes_accuracy_figures_report_and_config(smoke_run):
+    out, output = smoke_run
+    cfg = load_clustering_config("regex-smoke")
+    columns, rows = _csv(out / "tables" / "accuracy.csv")
+    assert columns == ["step", "split", "accuracy"]
+    assert {(int(r["step"]), r["split"]) for r in rows} == {
+        (s, split) for s in cfg.training.checkpoints for split in ("train", "validation")
+    }
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+    step0 = [float(r["accuracy"]) for r in rows if r["step"] == "0"]
+    final = [float(r["accuracy"]) for r in rows if int(r["step"]) == cfg.training.steps]
+    assert max(final) > max(step0)  # training does something
+    png = b"\x89PNG\r\n\x1a\n"
+    for name in ("ari.png", "accuracy.png"):
+        assert (out / "figures" / name).read_bytes().startswith(png)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    embedded = html.split('src="data:image/png;base64,')[1].split('"')[0]
+    assert base64.b64decode(embedded) == (out / "figures" / "ari.png").read_bytes()
+    assert "reproduce" in html and "reproduce" in output
+    resolved = yaml.safe_load((out / "config.resolved.yaml").read_text(encoding="utf-8"))
+    assert ClusteringConfig.model_validate(resolved) == cfg
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  n_layer: 2\n  widht: 8\n", encoding="utf-8")
+    proc = subprocess.run(
+        [str(MOSSA), "clustering", "--config", str(bad), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert "model.widht" in lines[0] and str(bad) in lines[0]
+    assert not (tmp_path / "o").exists()
