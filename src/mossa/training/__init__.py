@@ -1,0 +1,1 @@
+"""LoRA fine-tuning: the SFT adapter and the per-task control adapters of a run."""

@@ -1,0 +1,145 @@
+"""Training examples as token ids, and the batches the loop feeds the model.
+
+An example is its prompt tokens followed by its target tokens and the EOS token. The
+prompt is tokenised on its own (with the tokenizer's special tokens), exactly as
+evaluation and extraction tokenise it, so the model is trained on the same prompt
+tokens whose last hidden state is later analysed. Loss falls only on the target and EOS
+(labels are -100 on prompt and padding). Examples longer than ``max_length`` lose
+prompt tokens from the LEFT (the end of the prompt, next to the answer, is kept; a
+leading BOS token is kept too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+BUCKET_BATCHES = 32  # batches per length-sorted bucket: less padding, order still random
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One tokenised example: ``ids`` = prompt tokens + target tokens (+ EOS)."""
+
+    ids: tuple[int, ...]
+    n_prompt: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def truncate_prompt(ids: Sequence[int], budget: int, bos_id: int | None) -> list[int]:
+    """Keep the last ``budget`` prompt tokens, and a leading BOS token when there is one.
+
+    Parameters
+    ----------
+    ids : sequence of int
+        Prompt token ids as the tokenizer returned them.
+    budget : int
+        Number of prompt tokens that fit (>= 1).
+    bos_id : int or None
+        The tokenizer's BOS id; kept in front when ``ids`` starts with it.
+    """
+    ids = list(ids)
+    if len(ids) <= budget:
+        return ids
+    if bos_id is not None and ids and ids[0] == bos_id and budget > 1:
+        return [ids[0], *ids[len(ids) - budget + 1 :]]
+    return ids[len(ids) - budget :]
+
+
+def encode_items(items: Sequence, tokenizer, max_length: int) -> list[Encoded]:
+    """Tokenise ``(prompt, target)`` items into :class:`Encoded` examples.
+
+    Parameters
+    ----------
+    items : sequence
+        Objects with ``.prompt`` and ``.target`` strings (``mossa.tasks.TrainItem``).
+    tokenizer : transformers tokenizer
+        Must define an EOS token.
+    max_length : int
+        Maximum prompt + target + EOS tokens; at least 2 (one prompt, one target token).
+    """
+    if max_length < 2:
+        raise ValueError(
+            f"max_length must be >= 2 (one prompt and one target token), got {max_length}"
+        )
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError(f"tokenizer {type(tokenizer).__name__} has no EOS token; set eos_token")
+    if not items:
+        return []
+    prompts = tokenizer([it.prompt for it in items], add_special_tokens=True)["input_ids"]
+    targets = tokenizer([it.target for it in items], add_special_tokens=False)["input_ids"]
+    encoded = []
+    for prompt_ids, target_ids in zip(prompts, targets, strict=True):
+        target_ids = [*target_ids, eos][: max_length - 1]
+        prompt_ids = truncate_prompt(
+            prompt_ids, max_length - len(target_ids), tokenizer.bos_token_id
+        )
+        if not prompt_ids:  # an empty prompt still needs one position to predict from
+            prompt_ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos]
+        encoded.append(Encoded(tuple(prompt_ids + target_ids), len(prompt_ids)))
+    return encoded
+
+
+def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Indices of one epoch's batches: shuffled, then length-bucketed, then shuffled again.
+
+    The order is a pure function of ``(seed, epoch)``, so a resumed run only needs the
+    epoch and the position inside it to continue with exactly the same batches.
+
+    Parameters
+    ----------
+    lengths : sequence of int, shape [n]
+        Token count of every example.
+    batch_size : int
+    seed, epoch : int
+
+    Returns
+    -------
+    list of list of int
+        ``ceil(n / batch_size)`` batches covering every index once (the last may be short
+        when ``n`` is not a multiple of ``batch_size``).
+    """
+    rng = np.random.default_rng([seed, epoch])
+    lengths = np.asarray(lengths)
+    perm = rng.permutation(len(lengths))
+    bucket = batch_size * BUCKET_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(perm), bucket):
+        chunk = perm[start : start + bucket]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def collate(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 off target).
+
+    Right padding keeps every example's positions 0..n-1, as when it is alone.
+
+    Returns
+    -------
+    dict of torch.Tensor, each shape [B, T] with T the longest example.
+    """
+    width = max(len(e) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        ids = torch.tensor(e.ids, dtype=torch.long)
+        input_ids[row, : len(e)] = ids
+        mask[row, : len(e)] = 1
+        labels[row, e.n_prompt : len(e)] = ids[e.n_prompt :]
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def pad_id_of(tokenizer) -> int:
+    """The pad id to use: the tokenizer's pad token, else its EOS (masked out anyway)."""
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else tokenizer.eos_token_id

@@ -1,0 +1,58 @@
+"""LoRA adapters with PEFT, after checking the requested modules exist in the model."""
+
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig, get_peft_model
+
+from mossa.config import TrainingConfig
+
+
+def linear_module_names(model: torch.nn.Module) -> list[str]:
+    """Distinct leaf names of the model's ``nn.Linear`` modules (what LoRA can target)."""
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear)
+        }
+    )
+
+
+def check_target_modules(model: torch.nn.Module, targets: list[str]) -> None:
+    """Raise ValueError naming missing targets and the linear modules the model does have.
+
+    A target matches as PEFT matches it: a module's full name or its last dotted parts.
+    """
+    if not targets:
+        raise ValueError("training.target_modules is empty; name at least one linear module")
+    names = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    missing = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+    if missing:
+        raise ValueError(
+            f"training.target_modules: {missing} not found in {type(model).__name__}; "
+            f"its linear modules are: {', '.join(linear_module_names(model))}"
+        )
+
+
+def lora_config(training: TrainingConfig) -> LoraConfig:
+    """The PEFT LoraConfig of a training section (reference: r=8, alpha=16, dropout=0, q/v)."""
+    return LoraConfig(
+        r=training.lora_r,
+        lora_alpha=training.lora_alpha,
+        lora_dropout=training.lora_dropout,
+        target_modules=list(training.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def attach_lora(model: torch.nn.Module, training: TrainingConfig, *, seed: int):
+    """Wrap ``model`` (modified in place) in a trainable PEFT LoRA model.
+
+    The LoRA A matrices are initialised from ``seed`` without touching the global RNG.
+    """
+    check_target_modules(model, list(training.target_modules))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, lora_config(training))

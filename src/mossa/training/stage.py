@@ -1,0 +1,158 @@
+"""The training stage: check everything, then train every adapter a run still lacks.
+
+Adapters go to ``RUN/adapters/sft`` and ``RUN/adapters/control__<task>`` (PEFT adapter
+as safetensors, ``train_log.csv``, ``training.json``). A finished adapter directory is
+complete by construction (renamed into place at the end), so re-running the stage skips
+it; an interrupted job resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from mossa.config import RunConfig
+from mossa.executors import run_jobs
+from mossa.training.jobs import SFT, Job, plan_jobs
+from mossa.training.loop import adapter_complete, train_lora, validate_training_inputs
+from mossa.training.lora import check_target_modules
+
+
+def adapters_dir(run_dir: Path) -> Path:
+    """``RUN/adapters``."""
+    return Path(run_dir) / "adapters"
+
+
+def check_base(base_path: Path, cfg: RunConfig) -> None:
+    """Raise ValueError when the base is missing or lacks the LoRA target modules.
+
+    Builds the model on the meta device (no weights read), so this is cheap even for
+    7B bases.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if not (Path(base_path) / "config.json").is_file():
+        raise ValueError(
+            f"model.base={cfg.model.base!r}: no model at {base_path} (config.json missing)"
+        )
+    config = AutoConfig.from_pretrained(base_path, trust_remote_code=cfg.model.trust_remote_code)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(
+            config, trust_remote_code=cfg.model.trust_remote_code
+        )
+    check_target_modules(skeleton, list(cfg.training.target_modules))
+
+
+def train_job(job: Job, *, base_path: str, out_root: str, cfg: RunConfig, progress: bool) -> dict:
+    """Train one job's adapter into ``out_root/<job dir>`` (top-level: executors pickle it)."""
+    from mossa.models import load_base
+
+    model, tokenizer = load_base(base_path, trust_remote_code=cfg.model.trust_remote_code)
+    return train_lora(
+        model,
+        tokenizer,
+        job.train,
+        job.val,
+        out_dir=Path(out_root) / job.dir_name,
+        steps=job.steps,
+        training=cfg.training,
+        seed=job.seed,
+        max_length=cfg.model.max_length,
+        name=job.name,
+        progress=progress,
+    )
+
+
+def select_jobs(jobs: list[Job], only: list[str] | None) -> list[Job]:
+    """The jobs named in ``only`` (all when None); ValueError for unknown names."""
+    if not only:
+        return jobs
+    names = {j.name for j in jobs}
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        shown = ", ".join(sorted(names)[:12]) + (" ..." if len(names) > 12 else "")
+        raise ValueError(f"--only {unknown[0]!r}: no such job; jobs are: {shown}")
+    return [j for j in jobs if j.name in only]
+
+
+def run_training(
+    run_dir: Path,
+    cfg: RunConfig,
+    tasks: list,
+    *,
+    only: list[str] | None = None,
+    raise_on_failure: bool = True,
+) -> list[dict]:
+    """Train the run's adapters that are not finished yet.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory; adapters go to ``run_dir/adapters``.
+    cfg : RunConfig
+        Model, training and executor settings.
+    tasks : list of mossa.tasks.Task
+    only : list of str, optional
+        Job names (``"sft"``, ``"control:<task>"``) to restrict to.
+    raise_on_failure : bool
+        Raise RuntimeError after all jobs ran when any failed (default), else just
+        report the failure in the returned records.
+
+    Returns
+    -------
+    list of dict
+        One record per job: ``name``, ``dir``, ``status`` ("trained", "skipped" or
+        "failed"), ``summary`` (training summary or None) and ``error``.
+    """
+    from mossa.models import resolve_base
+
+    jobs = select_jobs(plan_jobs(tasks, cfg), only)
+    for job in jobs:
+        validate_training_inputs(
+            job.train,
+            steps=job.steps,
+            training=cfg.training,
+            max_length=cfg.model.max_length,
+            name=f"job {job.name} (training.{'sft' if job.name == SFT else 'control'}_steps)",
+        )
+    try:
+        base_path = resolve_base(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code)
+    except ValueError as exc:
+        raise ValueError(f"model.base={cfg.model.base!r}: {exc}") from None
+    check_base(base_path, cfg)
+
+    out_root = adapters_dir(run_dir)
+    out_root.mkdir(parents=True, exist_ok=True)
+    pending = [j for j in jobs if not adapter_complete(out_root / j.dir_name)]
+    in_process = cfg.executor.kind == "local" and cfg.executor.workers == 1
+    fn = functools.partial(
+        train_job,
+        base_path=str(base_path),
+        out_root=str(out_root),
+        cfg=cfg,
+        progress=in_process,
+    )
+    results = {r.name: r for r in run_jobs(fn, pending, executor=cfg.executor, desc="adapters")}
+
+    records = []
+    for job in jobs:
+        r = results.get(job.name)
+        status = "skipped" if r is None else "trained" if r.ok else "failed"
+        records.append(
+            {
+                "name": job.name,
+                "dir": str(out_root / job.dir_name),
+                "status": status,
+                "summary": r.value if r is not None else None,
+                "error": r.error if r is not None else None,
+            }
+        )
+    failed = [rec for rec in records if rec["status"] == "failed"]
+    if failed and raise_on_failure:
+        last_line = failed[0]["error"].strip().splitlines()[-1]
+        raise RuntimeError(
+            f"{len(failed)} training job(s) failed ({', '.join(r['name'] for r in failed)}); "
+            f"first error: {last_line}"
+        )
+    return records

@@ -1,0 +1,176 @@
+"""Executors: local (in-process, worker processes) and Ray give the same results; a failing
+job is retried once and then reported with its error, without stopping the others."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mossa.config import ExecutorConfig, ModelConfig, RunConfig, TrainingConfig
+from mossa.executors import run_jobs
+
+# torch, transformers and safetensors are imported inside functions: worker processes
+# import this module to find the job functions, and should start fast
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    x: int
+    marker_dir: str = ""
+    fail_times: int = 0  # attempts that raise before one succeeds
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def square_or_fail(job: Job) -> int:
+    """x * x, after failing ``fail_times`` times (attempts counted in files: any process)."""
+    if job.marker_dir:
+        marker = Path(job.marker_dir) / job.name
+        with marker.open("a") as fh:
+            fh.write("x")
+        if len(marker.read_text()) <= job.fail_times:
+            raise RuntimeError(f"job {job.name} failed on purpose")
+    return job.x * job.x
+
+
+def crash(job: Job) -> int:
+    """Kill the worker process itself (as an out-of-memory kill would)."""
+    import os
+
+    os._exit(1)
+
+
+def attempts(marker_dir: Path, name: str) -> int:
+    return len((marker_dir / name).read_text())
+
+
+def make_task(name: str, pairs: list[tuple[str, str]]):
+    from mossa.tasks import Example, Task, Template
+
+    examples = tuple(Example({"x": x}, y) for x, y in pairs)
+    return Task(
+        name=name,
+        cluster="paraphrase",
+        seen=True,
+        templates=(Template("{x} ->"), Template("Q: {x} A:")),
+        train=examples,
+        validation=examples[:4],
+        test=examples[:4],
+        metric="accuracy",
+        source="test",
+    )
+
+
+TASKS = [
+    make_task("a", [(f"{d}", "abcdefghij"[d]) for d in range(10)]),
+    make_task("b", [(f"copy {w}", w) for w in ["cat", "dog", "sun", "sky", "red", "zip"]]),
+]
+
+
+def train_two_controls(run_dir: Path, executor: ExecutorConfig) -> list[dict]:
+    """The training stage itself, restricted to the two control jobs."""
+    from mossa.training.stage import run_training
+
+    cfg = RunConfig(
+        model=ModelConfig(base="random:llama-tiny", max_length=32),
+        training=TrainingConfig(
+            lr=1e-2, control_steps=6, batch_size=4, eval_every=3, checkpoint_every=3
+        ),
+        executor=executor,
+    )
+    return run_training(run_dir, cfg, TASKS, only=["control:a", "control:b"])
+
+
+def load_adapter(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path / "adapter_model.safetensors")
+
+
+def adapters_equal(left: Path, right: Path) -> None:
+    import torch
+
+    x, y = load_adapter(left), load_adapter(right)
+    assert x.keys() == y.keys() and x
+    for k in x:
+        assert torch.allclose(x[k], y[k], atol=1e-6, rtol=0), k
+
+
+def mixed_jobs(marker_dir: Path) -> list[Job]:
+    """Plain jobs plus one that fails once (then succeeds) and one that always fails."""
+    jobs = [Job(f"j{i}", i) for i in range(4)]
+    return jobs + [
+        Job("flaky", 3, str(marker_dir), fail_times=1),
+        Job("broken", 4, str(marker_dir), fail_times=99),
+    ]
+
+
+def check_mixed(results, marker_dir: Path) -> None:
+    assert [r.name for r in results] == ["j0", "j1", "j2", "j3", "flaky", "broken"]
+    assert [(r.ok, r.value) for r in results[:4]] == [(True, i * i) for i in range(4)]
+    flaky, broken = results[4:]
+    assert (flaky.ok, flaky.value, attempts(marker_dir, "flaky")) == (True, 9, 2)
+    assert (broken.ok, broken.value, attempts(marker_dir, "broken")) == (False, None, 2)
+    assert "RuntimeError: job broken failed on purpose" in broken.error
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "2-processes"])
+def test_local_runs_all_retries_once_then_reports(tmp_path, workers):
+    results = run_jobs(
+        square_or_fail, mixed_jobs(tmp_path), executor=ExecutorConfig(kind="local", workers=workers)
+    )
+    check_mixed(results, tmp_path)
+
+
+def test_local_worker_process_death_is_reported(tmp_path):
+    (result,) = run_jobs(crash, [Job("oom", 1)], executor=ExecutorConfig(kind="local", workers=2))
+    assert (result.name, result.ok, result.value) == ("oom", False, None)
+    assert "BrokenProcessPool" in result.error
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    # Ray workers cannot import this test module: ship its functions by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_runs_all_retries_once_then_reports(ray_cluster, tmp_path):
+    results = run_jobs(
+        square_or_fail, mixed_jobs(tmp_path), executor=ExecutorConfig(kind="ray", workers=2)
+    )
+    check_mixed(results, tmp_path)
+
+
+def test_ray_gives_the_same_adapters_as_local(ray_cluster, tmp_path):
+    local = train_two_controls(tmp_path / "local", ExecutorConfig(kind="local"))
+    remote = train_two_controls(tmp_path / "ray", ExecutorConfig(kind="ray", workers=2))
+    assert [(r["name"], r["status"]) for r in local] == [
+        ("control:a", "trained"),
+        ("control:b", "trained"),
+    ]
+    assert [(r["name"], r["status"]) for r in remote] == [
+        ("control:a", "trained"),
+        ("control:b", "trained"),
+    ]
+    for name in ("control__a", "control__b"):
+        adapters_equal(tmp_path / "local" / "adapters" / name, tmp_path / "ray" / "adapters" / name)
+    # and the two controls differ from each other (the comparison can fail)
+    a = load_adapter(tmp_path / "ray" / "adapters" / "control__a")
+    b = load_adapter(tmp_path / "ray" / "adapters" / "control__b")
+    assert any(not a[k].equal(b[k]) for k in a)

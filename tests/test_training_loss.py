@@ -1,0 +1,138 @@
+"""Tokenised training examples, batches, and the target-only loss.
+
+The loss reference is the plain transformers path: ``model(input_ids, labels=...).loss``
+with full logits at every position.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import pytest
+import torch
+
+from mossa.config import TrainingConfig
+from mossa.models import load_base
+from mossa.training.data import IGNORE_INDEX, batch_order, collate, encode_items, truncate_prompt
+from mossa.training.lora import attach_lora, linear_module_names
+from mossa.training.loss import target_only_loss
+
+Item = namedtuple("Item", "prompt target")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and the machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_llama():
+    """Random 4-layer Llama with a byte-level tokenizer that prepends BOS."""
+    return load_base("random:llama-tiny")
+
+
+def make_gemma3():
+    """Random Gemma 3 (tied, scaled embeddings, sliding window) with final logit
+    soft-capping switched on and logits large enough for the cap to bite."""
+    model, tok = load_base("random:gemma3-tiny")
+    model.config.final_logit_softcapping = 3.0
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(20)
+    return model, tok
+
+
+ITEMS = [
+    Item("what is 2 plus 2?", " 4"),
+    Item("spell cat:", " c a t"),
+    Item("a", " b"),
+    Item("the quick brown fox jumps over the lazy dog. repeat the last word:", " dog"),
+]
+
+
+def test_encode_appends_eos_and_masks_prompt():
+    _, tok = make_llama()
+    enc = encode_items(ITEMS, tok, max_length=128)
+    for item, e in zip(ITEMS, enc, strict=True):
+        prompt = tok(item.prompt)["input_ids"]
+        target = tok(item.target, add_special_tokens=False)["input_ids"]
+        assert list(e.ids) == prompt + target + [tok.eos_token_id]
+        assert e.n_prompt == len(prompt)
+    batch = collate(enc, pad_id=tok.pad_token_id)
+    for row, e in enumerate(enc):
+        labels = batch["labels"][row].tolist()
+        assert labels[: e.n_prompt] == [IGNORE_INDEX] * e.n_prompt
+        assert labels[e.n_prompt : len(e)] == list(e.ids[e.n_prompt :])
+        assert labels[len(e) :] == [IGNORE_INDEX] * (batch["labels"].shape[1] - len(e))
+        assert batch["attention_mask"][row].sum() == len(e)
+
+
+def test_long_prompt_truncated_from_the_left_keeping_bos():
+    _, tok = make_llama()
+    item = Item("abcdefghijklmnopqrstuvwxyz", " ok")
+    (e,) = encode_items([item], tok, max_length=10)
+    target = tok(" ok", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(e) == 10
+    assert list(e.ids[-len(target) :]) == target
+    kept = tok("abcdefghijklmnopqrstuvwxyz")["input_ids"]
+    assert list(e.ids[: e.n_prompt]) == [tok.bos_token_id] + kept[-(10 - len(target) - 1) :]
+    assert list(e.ids[1 : e.n_prompt]) == tok("vwxyz", add_special_tokens=False)["input_ids"]
+    assert truncate_prompt([5, 6, 7], 2, bos_id=None) == [6, 7]
+
+
+def test_batch_order_is_a_seeded_partition():
+    lengths = [(i * 7) % 23 + 1 for i in range(100)]
+    a = batch_order(lengths, 8, seed=3, epoch=0)
+    assert sorted(i for b in a for i in b) == list(range(100))
+    assert all(len(b) <= 8 for b in a) and len(a) == 13
+    assert a == batch_order(lengths, 8, seed=3, epoch=0)
+    assert a != batch_order(lengths, 8, seed=3, epoch=1)
+    # within a bucket, batches hold examples of similar length: less padding than random
+    pad = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in a)
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(100, generator=g).tolist()
+    rand = [perm[i : i + 8] for i in range(0, 100, 8)]
+    pad_rand = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in rand)
+    assert pad < pad_rand
+
+
+@pytest.mark.parametrize("make_model", [make_llama, make_gemma3], ids=["llama", "gemma3-softcap"])
+def test_target_only_loss_equals_full_logit_loss(make_model):
+    model, tok = make_model()
+    batch = collate(encode_items(ITEMS, tok, 128), pad_id=tok.pad_token_id)
+    reference = model(**batch).loss  # full [B, T, V] logits, transformers' own shift and mean
+    mine = target_only_loss(model, **batch)
+    assert torch.allclose(mine, reference, atol=1e-5, rtol=0), (mine, reference)
+    # gradients agree too (through LoRA weights once wrapped)
+    peft = attach_lora(make_model()[0], TrainingConfig(target_modules=["q_proj", "v_proj"]), seed=0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    target_only_loss(peft, **batch).backward()
+    g_mine = {n: p.grad.clone() for n, p in peft.named_parameters() if p.requires_grad}
+    peft.zero_grad()
+    peft(**batch).loss.backward()
+    for n, p in peft.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(g_mine[n], p.grad, atol=1e-6, rtol=1e-4), n
+
+
+def test_softcap_matters_for_gemma3():
+    """The gemma3 case above would pass trivially if capping changed nothing."""
+    model, tok = make_gemma3()
+    batch = collate(encode_items(ITEMS, tok, 128), pad_id=tok.pad_token_id)
+    with torch.no_grad():
+        capped = model(**batch).loss
+    model.config.final_logit_softcapping = None
+    with torch.no_grad():
+        assert abs(float(model(**batch).loss) - float(capped)) > 1e-2
+
+
+def test_lora_on_missing_module_lists_available():
+    with pytest.raises(ValueError, match=r"\['w_nope'\] not found.*q_proj.*v_proj"):
+        attach_lora(make_llama()[0], TrainingConfig(target_modules=["q_proj", "w_nope"]), seed=0)
+    names = linear_module_names(make_llama()[0])
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "lm_head"} <= set(names)
