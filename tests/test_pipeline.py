@@ -86,3 +86,16 @@ def test_only_one_stage_invalidates_later_ones(tmp_path, fake_stages):
     fake_stages.clear()
     pipeline.run_pipeline(tmp_path, cfg)
     assert fake_stages == ["report"]
+
+
+def test_executor_threads_sets_torch_threads(tmp_path, fake_stages):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        pipeline.run_pipeline(
+            tmp_path, load_config(profile="demo-smoke", overrides=["executor.threads=1"])
+        )
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -83,6 +83,10 @@ class ExecutorConfig(_Section):
 
     kind: Literal["local", "ray"] = "local"
     workers: PositiveInt = 1
+    # torch threads of the main process (pretraining, evaluation, extraction); None keeps
+    # torch's default (one per core). On a machine shared with other work, intra-op threads
+    # wait on each other and 1 can be several times faster than 2.
+    threads: PositiveInt | None = None
     ray_address: str | None = None
     cpus_per_job: float = Field(1.0, gt=0)
     gpus_per_job: float = Field(0.0, ge=0)

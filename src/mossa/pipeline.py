@@ -149,6 +149,10 @@ def run_pipeline(
 ) -> dict:
     """Run every stage that is not finished with the same inputs (or just ``only``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.executor.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.executor.threads)
     atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
     manifest = read_manifest(run_dir)
     stages = manifest.setdefault("stages", {})

@@ -26,7 +26,6 @@ import importlib.metadata
 import importlib.util
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -182,11 +181,6 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def make_model(config: TinyConfig):
@@ -383,13 +377,17 @@ def build_tiny(
     config : model, tokenizer, corpus and training settings; None = ``TinyConfig()``.
     cache_dir : cache root (default :func:`~mossa.models.cache.cache_root`).
     force : rebuild even if a cached copy exists.
-    threads : torch threads while pretraining; None = every available core. On a machine
+    threads : torch threads while pretraining; None = the process's torch setting
+        (``executor.threads`` in a run; one per core by default). On a machine
         shared with other work, fewer threads can be much faster. Weights are bitwise
         reproducible for a fixed thread count (reductions split differently otherwise).
     progress : show a progress bar while pretraining.
     """
     config = TinyConfig() if config is None else config
-    threads = available_cores() if threads is None else threads
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     root = Path(cache_dir) if cache_dir is not None else cache_root()
