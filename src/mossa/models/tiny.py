@@ -66,7 +66,7 @@ class TinyConfig(BaseModel):
     max_tweets: PositiveInt | None = None
     # training
     steps: PositiveInt = 300
-    batch_size: PositiveInt = 8
+    batch_size: PositiveInt = 4
     lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = Field(20, ge=0)
