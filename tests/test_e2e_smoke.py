@@ -1,4 +1,4 @@
-"""`mossa run --profile demo-smoke` end to end: every table, figure and the report, with invariants."""
+"""`mossa run --profile demo-smoke` end to end: every table, figure and report, with invariants."""
 
 import csv
 import json
@@ -32,9 +32,16 @@ def smoke_run(tmp_path_factory):
 def test_every_artifact_is_written(smoke_run):
     out, _ = smoke_run
     for name in [
-        "config.resolved.yaml", "manifest.json", "tasks/tasks.json", "report.html",
-        "tables/cka.csv", "tables/pca_dims.csv", "tables/readability.csv",
-        "tables/correlations.csv", "tables/task_metrics.csv", "tables/clustering.csv",
+        "config.resolved.yaml",
+        "manifest.json",
+        "tasks/tasks.json",
+        "report.html",
+        "tables/cka.csv",
+        "tables/pca_dims.csv",
+        "tables/readability.csv",
+        "tables/correlations.csv",
+        "tables/task_metrics.csv",
+        "tables/clustering.csv",
         "tables/layer_groups.json",
     ]:
         assert (out / name).exists(), name
@@ -48,8 +55,19 @@ def test_cka_table_covers_every_layer_task_and_model(smoke_run):
     out, _ = smoke_run
     tasks = {t["name"] for t in json.loads((out / "tasks/tasks.json").read_text())}
     rows = read_csv(out / "tables/cka.csv")
-    required = {"model", "task", "cluster", "seen", "layer", "n", "cka", "cka_biased",
-                "null_p95", "ci_low", "ci_high"}
+    required = {
+        "model",
+        "task",
+        "cluster",
+        "seen",
+        "layer",
+        "n",
+        "cka",
+        "cka_biased",
+        "null_p95",
+        "ci_low",
+        "ci_high",
+    }
     assert required <= set(rows[0])
     layers = sorted({int(r["layer"]) for r in rows})
     assert layers[0] == 0 and layers == list(range(len(layers))) and len(layers) >= 3

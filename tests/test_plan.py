@@ -23,13 +23,18 @@ def test_paper_setup_plan_without_model_or_data():
     n_tasks = len(FLAN_TASK_CLUSTERS)
     n_unseen = sum(c == UNSEEN_CLUSTER for c in FLAN_TASK_CLUSTERS.values())
     assert plan["tasks"] == {
-        "seen": n_tasks - n_unseen, "total": n_tasks,
+        "seen": n_tasks - n_unseen,
+        "total": n_tasks,
         "counted_from": "paper Table 1 (suite not readable here)",
     }
     assert len(plan["jobs"]) == 1 + n_tasks  # SFT + a control per task, seen and unseen
     assert plan["jobs"][0] == pytest.approx(
-        {"name": "sft", "steps": 100000, "tokens": 100000 * 16 * 320,
-         "gpu_hours": plan["jobs"][0]["gpu_hours"]}
+        {
+            "name": "sft",
+            "steps": 100000,
+            "tokens": 100000 * 16 * 320,
+            "gpu_hours": plan["jobs"][0]["gpu_hours"],
+        }
     )
     # 4 x 6.74e9 FLOPs per token at 35% of 312 TFLOP/s
     expected_sft = 4 * 6.74e9 * 100000 * 16 * 320 / (312e12 * 0.35 * 3600)
@@ -47,7 +52,9 @@ def test_human_readable_plan_mentions_the_totals():
 
 def test_cross_task_extraction_grows_the_store():
     base = make_plan(load_config(profile="llama2-7b-flan"))
-    cross = make_plan(load_config(profile="llama2-7b-flan", overrides=["extraction.cross_task=true"]))
+    cross = make_plan(
+        load_config(profile="llama2-7b-flan", overrides=["extraction.cross_task=true"])
+    )
     n = base["tasks"]["total"]
     assert cross["activation_disk_gb"] == pytest.approx(base["activation_disk_gb"] * (2 + n) / 3)
 

@@ -21,9 +21,9 @@ from mossa.tasks import (
     readability,
     task_readability,
 )
-from mossa.tasks.types import template_fields
 from mossa.tasks.builtin import train_fraction
 from mossa.tasks.splits import water_fill
+from mossa.tasks.types import template_fields
 
 PAPER_CLUSTERS = [
     "Natural language inference",

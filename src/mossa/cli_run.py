@@ -81,7 +81,8 @@ def _print_plan(run_dir: Path, cfg, json_out: bool) -> None:
     console.print(f"activation store: {plan['activation_disk_gb']:.2f} GB")
     a = plan["assumptions"]
     console.print(
-        f"[dim]assumes {a['sustained_fraction']:.0%} of {a['peak_tflops']:.0f} TFLOP/s bf16 per GPU, "
+        f"[dim]assumes {a['sustained_fraction']:.0%} of {a['peak_tflops']:.0f} TFLOP/s bf16 "
+        "per GPU, "
         f"{a['train_flops_per_token']} FLOPs per training token, {a['tokens_per_step']} tokens "
         f"per step; executor {a['executor']}, {a['gpus_per_job']} GPU per job[/dim]"
     )

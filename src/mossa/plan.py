@@ -56,7 +56,7 @@ def _bundled_size(spec: str) -> dict[str, float] | None:
 
 
 def base_size(cfg: RunConfig) -> dict[str, float]:
-    """Parameters, layers and hidden size of the base: bundled config, config.json or KNOWN_BASES."""
+    """Parameters, layers and hidden size: bundled config, config.json or KNOWN_BASES."""
     spec = cfg.model.base
     bundled = _bundled_size(spec)
     if bundled is not None:
@@ -111,8 +111,12 @@ def make_plan(cfg: RunConfig) -> dict:
     models_per_task = 2 + (n_controls if cfg.extraction.cross_task else 1)
     bytes_per = 2 if cfg.extraction.dtype == "float16" else 4
     act_bytes = (
-        total * models_per_task * (size["layers"] + 1) * cfg.tasks.n_analysis
-        * size["hidden"] * bytes_per
+        total
+        * models_per_task
+        * (size["layers"] + 1)
+        * cfg.tasks.n_analysis
+        * size["hidden"]
+        * bytes_per
     )
     extract_tokens = total * models_per_task * cfg.tasks.n_analysis * MEAN_TOKENS_PER_EXAMPLE
     extract_hours = EXTRACT_FLOPS_PER_TOKEN_PER_PARAM * size["params"] * extract_tokens / rate

