@@ -40,7 +40,7 @@ def test_changed_section_reruns_that_stage_and_later_ones(tmp_path, fake_stages)
     pipeline.run_pipeline(tmp_path, load_config(profile="demo-smoke"))
     fake_stages.clear()
     cfg = load_config(profile="demo-smoke", overrides=["extraction.batch_size=3"])
-    pipeline.run_pipeline(tmp_path, cfg)
+    pipeline.run_pipeline(tmp_path, cfg, force=True)
     assert fake_stages == ["extract", "analyze", "report"]
 
 
@@ -99,3 +99,32 @@ def test_executor_threads_sets_torch_threads(tmp_path, fake_stages):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_changed_config_is_refused_without_force(tmp_path, fake_stages):
+    pipeline.run_pipeline(tmp_path, load_config(profile="demo-smoke"))
+    before = (tmp_path / "config.resolved.yaml").read_text()
+    fake_stages.clear()
+    cfg = load_config(profile="demo-smoke", overrides=["training.lr=0.5"])
+    with pytest.raises(ValueError, match=r"training differ.*train, evaluate.*--force"):
+        pipeline.run_pipeline(tmp_path, cfg)
+    assert fake_stages == []
+    assert (tmp_path / "config.resolved.yaml").read_text() == before
+    pipeline.run_pipeline(tmp_path, cfg, force=True)
+    assert fake_stages == ["train", "evaluate", "extract", "analyze", "report"]
+
+
+def test_cli_refuses_changed_config_with_exit_2(tmp_path, fake_stages, monkeypatch, capsys):
+    from mossa import cli
+
+    def exit_code(*extra):
+        args = ["mossa", "run", "--profile", "demo-smoke", "--out", str(tmp_path), *extra]
+        monkeypatch.setattr("sys.argv", args)
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+        return done.value.code
+
+    assert exit_code() == 0
+    assert exit_code("--set", "analysis.bootstrap=7") == 2
+    assert "analysis differ" in capsys.readouterr().err
+    assert exit_code("--set", "analysis.bootstrap=7", "--force") == 0

@@ -22,7 +22,13 @@ def run(
         list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the job plan and estimates only.")] = False,
-    force: Annotated[bool, typer.Option(help="Redo every stage.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Accept a run directory made with a different config: its out-of-date "
+            "stages and all later ones are redone."
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Dry run: print JSON.")] = False,
 ) -> None:
     """Run the whole MOSSA pipeline, skipping stages that are finished with the same inputs."""
@@ -50,11 +56,12 @@ def _print_plan(run_dir: Path, cfg, json_out: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mossa.pipeline import plan_stages
+    from mossa.pipeline import changed_stages, plan_stages
     from mossa.plan import make_plan
 
     plan = make_plan(cfg)
     plan["stages"] = {s.name: a for s, a in plan_stages(run_dir, cfg)}
+    plan["needs_force"] = changed_stages(run_dir, cfg)
     if json_out:
         typer.echo(json.dumps(plan, indent=2))
         return
@@ -87,6 +94,11 @@ def _print_plan(run_dir: Path, cfg, json_out: bool) -> None:
         f"per step; executor {a['executor']}, {a['gpus_per_job']} GPU per job[/dim]"
     )
     console.print("stages: " + ", ".join(f"{k} ({v})" for k, v in plan["stages"].items()))
+    if plan["needs_force"]:
+        console.print(
+            f"[yellow]{run_dir} was made with a different config (out of date: "
+            f"{', '.join(plan['needs_force'])}); a real run needs --force[/yellow]"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -2,8 +2,9 @@
 
 Every stage reads only the artifacts of earlier stages from the run directory, so any
 one can be re-run alone. A stage's inputs are the config sections it depends on; their
-hash is kept in RUN/manifest.json. When it changes, that stage and all later ones are
-redone, and the stage's own outputs are cleared first so nothing stale is reused.
+hash is kept in RUN/manifest.json. A run directory whose finished stages were made with
+different inputs is refused unless ``force``; with it, the changed stages and all later
+ones are redone, each stage's own outputs cleared first so nothing stale is reused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 
 from mossa.config import RunConfig, dump_config
@@ -117,7 +119,7 @@ def read_manifest(run_dir: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: corrupt run manifest ({exc}); re-run with --force") from None
+        raise ValueError(f"{path}: corrupt run manifest ({exc}); delete it to redo every stage") from None
 
 
 def _write_manifest(run_dir: Path, manifest: dict) -> None:
@@ -133,10 +135,39 @@ def _clear_outputs(run_dir: Path, stage: Stage) -> None:
             path.unlink()
 
 
-def plan_stages(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> list[tuple[Stage, str]]:
+def changed_stages(run_dir: Path, cfg: RunConfig) -> list[str]:
+    """Finished stages of ``run_dir`` whose config sections differ from ``cfg``'s."""
+    done = read_manifest(run_dir).get("stages", {})
+    return [
+        s.name for s in STAGES if s.name in done and done[s.name].get("hash") != stage_hash(cfg, s)
+    ]
+
+
+def check_same_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Refuse a run directory made with a different config (ValueError naming what differs)."""
+    changed = changed_stages(run_dir, cfg)
+    if not changed:
+        return
+    first = next(s for s in STAGES if s.name == changed[0])
+    old_path = run_dir / "config.resolved.yaml"
+    differing = list(first.sections)
+    try:
+        old = yaml.safe_load(old_path.read_text(encoding="utf-8")) or {}
+        new = cfg.model_dump(mode="json")
+        differing = [k for k in first.sections if old.get(k) != new.get(k)] or differing
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass  # no readable old config: name the stage's sections
+    raise ValueError(
+        f"{run_dir} was made with a different config: {', '.join(differing)} differ from "
+        f"{old_path}, so finished stages {', '.join(changed)} are out of date. Pass --force to "
+        "redo them (and every later stage), or choose another --out"
+    )
+
+
+def plan_stages(run_dir: Path, cfg: RunConfig) -> list[tuple[Stage, str]]:
     """Each stage with what will happen to it: 'run' or 'skip' (finished, same inputs)."""
     done = read_manifest(run_dir).get("stages", {})
-    plan, redo = [], force
+    plan, redo = [], False
     for stage in STAGES:
         finished = done.get(stage.name, {}).get("hash") == stage_hash(cfg, stage)
         redo = redo or not finished
@@ -147,7 +178,13 @@ def plan_stages(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> list[t
 def run_pipeline(
     run_dir: Path, cfg: RunConfig, *, force: bool = False, only: str | None = None
 ) -> dict:
-    """Run every stage that is not finished with the same inputs (or just ``only``)."""
+    """Run every stage that is not finished with the same inputs (or just ``only``).
+
+    Without ``force``, a run directory whose finished stages had other inputs is refused
+    before anything is touched (see :func:`check_same_config`).
+    """
+    if not force:
+        check_same_config(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.executor.threads is not None:
         import torch
@@ -156,14 +193,14 @@ def run_pipeline(
     atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
     manifest = read_manifest(run_dir)
     stages = manifest.setdefault("stages", {})
-    for stage, action in plan_stages(run_dir, cfg, force=force):
+    for stage, action in plan_stages(run_dir, cfg):
         if only is not None and stage.name != only:
             continue
         if action == "skip" and only is None:
             console.print(f"[dim]{stage.name}: finished, inputs unchanged: skipped[/dim]")
             continue
         h = stage_hash(cfg, stage)
-        if stages.get(stage.name, {}).get("hash") not in (None, h) or force:
+        if stages.get(stage.name, {}).get("hash") not in (None, h):
             _clear_outputs(run_dir, stage)
         for later in STAGE_NAMES[STAGE_NAMES.index(stage.name) :]:
             stages.pop(later, None)
