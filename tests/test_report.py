@@ -187,13 +187,18 @@ def test_html_escapes_names(run):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
-def test_headless_chromium_loads_every_figure(run):
+def test_headless_chromium_loads_every_figure(run, tmp_path):
     done = subprocess.run(
         [
             "chromium",
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
             "--virtual-time-budget=10000",
             "--dump-dom",
             (run / "report.html").as_uri(),
