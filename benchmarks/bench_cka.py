@@ -31,7 +31,7 @@ from mossa.similarity.cka import linear_plan
 
 SHAPES = [(33, 256, 4096), (33, 2000, 1024)]  # [L, n, d]: Llama-2-7B-sized and many-prompt
 TARGETS = {(256, 4096): 5.0, (2000, 1024): 1.5}  # required speed-up over the baseline
-REPEATS = 3
+REPEATS = 5
 QUICK_LAYERS = 4
 QUICK_REPEATS = 2
 SEED = 0
@@ -168,7 +168,7 @@ def run(quick: bool = False) -> str:
         agree = "ok" if max(diffs.values()) < 1e-5 else "FAIL"
         lines.append(
             f"| [{n_layers}, {n}, {d}] | {plan.path} | {med['base']:.2f} | {med['biased']:.3f} "
-            f"| {speed_b:.1f}x | {med['debiased']:.3f} | {speed_d:.1f}x | >= {target}x ({verdict}) "
+            f"| {speed_b:.2f}x | {med['debiased']:.3f} | {speed_d:.2f}x | >= {target}x ({verdict}) "
             f"| {diffs['biased']:.1e} / {diffs['debiased']:.1e} ({agree}) | {gflops:.0f} "
             f"| {_gemm_rate(n, d, repeats):.0f} |"
         )

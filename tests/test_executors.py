@@ -12,6 +12,8 @@ import pytest
 from mossa.config import ExecutorConfig, ModelConfig, RunConfig, TrainingConfig
 from mossa.executors import run_jobs
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # torch, transformers and safetensors are imported inside functions: worker processes
 # import this module to find the job functions, and should start fast
 
@@ -22,16 +24,6 @@ class Job:
     x: int
     marker_dir: str = ""
     fail_times: int = 0  # attempts that raise before one succeeds
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def square_or_fail(job: Job) -> int:

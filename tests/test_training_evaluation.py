@@ -8,9 +8,8 @@ from collections import Counter
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from char_models import make_llama, make_tokenizer
 from mossa.evaluation import (
     accuracy,
     bleu,
@@ -23,47 +22,7 @@ from mossa.evaluation import (
 )
 from mossa.tasks import Example, Task, Template
 
-CHARS = "abcdefghijklmnopqrstuvwxyz .,?!:0123456789"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
-    vocab.update({c: i + 4 for i, c in enumerate(CHARS)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="left",
-    )
-
-
-def make_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(CHARS) + 4,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=0,
-        initializer_range=0.2,  # clear argmax margins: greedy paths do not hinge on rounding
-    )
-    return LlamaForCausalLM(config).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -147,7 +106,7 @@ PROMPTS = ["a", "what is 2 plus 2?", "bc:", "the quick brown fox jumps", "q", "h
 
 
 def test_batched_left_padded_generation_equals_plain_greedy():
-    model, tok = make_llama(), make_tokenizer()
+    model, tok = make_llama().eval(), make_tokenizer()
     got = generate_answers(model, tok, PROMPTS, max_new_tokens=6, batch_size=4)
     expected = [plain_greedy(model, tok, p, 6) for p in PROMPTS]
     assert got == expected
@@ -155,7 +114,7 @@ def test_batched_left_padded_generation_equals_plain_greedy():
 
 
 def test_evaluate_model_scores_the_task_metric():
-    model, tok = make_llama(), make_tokenizer()
+    model, tok = make_llama().eval(), make_tokenizer()
     inputs = ["a", "bc", "hello", "q", "xyz", "the fox"]
     answers = [plain_greedy(model, tok, f"{x}:", 4) for x in inputs]
     # half the references are the model's own answer, half are something else

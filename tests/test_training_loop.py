@@ -9,59 +9,17 @@ from collections import namedtuple
 import pytest
 import torch
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from char_models import make_llama, make_tokenizer
 from mossa.config import TrainingConfig
 from mossa.training.loop import adapter_complete, train_lora
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 Item = namedtuple("Item", "prompt target")
-CHARS = "abcdefghijklmnopqrstuvwxyz .,?!:0123456789"
 # digit -> letter: learnable by LoRA on q/v of a 2-layer model within a few dozen steps
 ITEMS = [Item(f"{d}:", " " + "abcdefghij"[d]) for d in range(10)] * 4
 VAL = [Item(f"{d}:", " " + "abcdefghij"[d]) for d in range(10)]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
-    vocab.update({c: i + 4 for i, c in enumerate(CHARS)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="left",
-    )
-
-
-def make_llama(seed: int = 0) -> LlamaForCausalLM:
-    """Random 2-layer Llama; a wide init so that LoRA on q/v moves the logits quickly."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(CHARS) + 4,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=0,
-        initializer_range=0.2,
-    )
-    return LlamaForCausalLM(config)
 
 
 def cfg(**kw) -> TrainingConfig:

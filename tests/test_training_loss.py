@@ -17,16 +17,9 @@ from mossa.training.data import IGNORE_INDEX, batch_order, collate, encode_items
 from mossa.training.lora import attach_lora, linear_module_names
 from mossa.training.loss import target_only_loss
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 Item = namedtuple("Item", "prompt target")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_llama():
@@ -67,6 +60,39 @@ def test_encode_appends_eos_and_masks_prompt():
         assert labels[e.n_prompt : len(e)] == list(e.ids[e.n_prompt :])
         assert labels[len(e) :] == [IGNORE_INDEX] * (batch["labels"].shape[1] - len(e))
         assert batch["attention_mask"][row].sum() == len(e)
+
+
+def bpe_tokenizer():
+    """A byte-level BPE that has learnt ' positive' and 'ab' as single tokens."""
+    from mossa.models.bpe import BOS, EOS, PAD, byte_level_bpe, prepend_bos, to_transformers
+
+    corpus = ["Is it good? positive", "so positive, very positive", "ab ab abab"] * 20
+    tok = byte_level_bpe([PAD, BOS, EOS], corpus, vocab_size=300)
+    prepend_bos(tok)
+    return to_transformers(tok, model_max_length=64, bos=BOS, eos=EOS, pad=PAD)
+
+
+def test_target_is_tokenised_as_in_running_text():
+    tok = bpe_tokenizer()
+    eos = [tok.eos_token_id]
+    glued, spaced = (
+        tok(t, add_special_tokens=False)["input_ids"] for t in ("positive", " positive")
+    )
+    assert len(spaced) == 1 and glued != spaced  # the case the separator is for
+
+    (e,) = encode_items([Item("Is it good?", "positive")], tok, max_length=64)
+    assert list(e.ids[e.n_prompt :]) == spaced + eos
+    assert list(e.ids[: e.n_prompt]) == tok("Is it good?")["input_ids"]
+    # a prompt ending in whitespace, or a target starting with it, gets no separator
+    (e,) = encode_items([Item("Is it good?\n", "positive")], tok, max_length=64)
+    assert list(e.ids[e.n_prompt :]) == glued + eos
+    (e,) = encode_items([Item("Is it good?", " positive")], tok, max_length=64)
+    assert list(e.ids[e.n_prompt :]) == spaced + eos
+    # "a" + "b" merges into one token jointly: the target is then tokenised alone
+    (e,) = encode_items([Item("a", "b")], tok, max_length=64, separator="")
+    assert (
+        list(e.ids) == tok("a")["input_ids"] + tok("b", add_special_tokens=False)["input_ids"] + eos
+    )
 
 
 def test_long_prompt_truncated_from_the_left_keeping_bos():

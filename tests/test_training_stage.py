@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from peft import PeftModel
 from typer.testing import CliRunner
 
@@ -27,15 +26,9 @@ from mossa.tasks import UNSEEN_CLUSTER, Example, Task, Template
 from mossa.training.loop import adapter_complete
 from mossa.training.stage import run_training
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 BASE = "random:llama-tiny"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_task(name: str, cluster: str, seen: bool, metric: str, n_train: int = 12) -> Task:

@@ -61,6 +61,9 @@ class TrainingConfig(_Section):
     controls: Literal["all", "seen"] = "all"
     max_grad_norm: float = Field(1.0, ge=0.0)  # gradient clipping (0: off), as transformers
     max_val_items: PositiveInt = 256  # validation examples per job (seeded sample)
+    # text between a prompt and its target in training examples (skipped when the prompt
+    # ends in whitespace): the answer is then tokenised as in running text
+    target_separator: str = " "
 
     @field_validator("lr")
     @classmethod

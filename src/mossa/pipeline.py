@@ -119,7 +119,9 @@ def read_manifest(run_dir: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: corrupt run manifest ({exc}); delete it to redo every stage") from None
+        raise ValueError(
+            f"{path}: corrupt run manifest ({exc}); delete it to redo every stage"
+        ) from None
 
 
 def _write_manifest(run_dir: Path, manifest: dict) -> None:

@@ -41,41 +41,36 @@ class Preset:
         return getattr(transformers, self.model_class)(self.make_config())
 
 
+# shape and special tokens shared by the Llama-family presets
+_DECODER = dict(
+    vocab_size=_BYTE_VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    max_position_embeddings=MAX_POSITIONS,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+
+
 def _llama_tiny():
     from transformers import LlamaConfig
 
-    return LlamaConfig(
-        vocab_size=_BYTE_VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=MAX_POSITIONS,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
+    return LlamaConfig(**_DECODER, num_key_value_heads=4)
 
 
 def _gemma3_tiny():
     from transformers import Gemma3TextConfig
 
     return Gemma3TextConfig(
-        vocab_size=_BYTE_VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
+        **_DECODER,
         num_key_value_heads=1,
         head_dim=16,
         query_pre_attn_scalar=16,
         sliding_window=16,
         layer_types=["sliding_attention"] * 3 + ["full_attention"],
-        max_position_embeddings=MAX_POSITIONS,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
     )
 
 

@@ -3,7 +3,11 @@
 An example is its prompt tokens followed by its target tokens and the EOS token. The
 prompt is tokenised on its own (with the tokenizer's special tokens), exactly as
 evaluation and extraction tokenise it, so the model is trained on the same prompt
-tokens whose last hidden state is later analysed. Loss falls only on the target and EOS
+tokens whose last hidden state is later analysed. The target's tokens are those that
+``prompt + separator + target`` has beyond the prompt's, so the answer is tokenised as it
+would be in running text (" positive" after "negative?", not a word-initial "positive"
+glued to the "?"); when the joint tokenisation merges tokens across the boundary, the
+target is tokenised alone instead. Loss falls only on the target and EOS
 (labels are -100 on prompt and padding). Examples longer than ``max_length`` lose
 prompt tokens from the LEFT (the end of the prompt, next to the answer, is kept; a
 leading BOS token is kept too).
@@ -52,7 +56,26 @@ def truncate_prompt(ids: Sequence[int], budget: int, bos_id: int | None) -> list
     return ids[len(ids) - budget :]
 
 
-def encode_items(items: Sequence, tokenizer, max_length: int) -> list[Encoded]:
+def target_ids(prompt_ids: list[int], full_ids: list[int], alone_ids: list[int]) -> list[int]:
+    """The target's tokens: ``full_ids`` beyond ``prompt_ids`` when it extends them,
+    else ``alone_ids`` (the target tokenised on its own)."""
+    n = len(prompt_ids)
+    if len(full_ids) > n and full_ids[:n] == prompt_ids:
+        return full_ids[n:]
+    return alone_ids
+
+
+def joined_target(prompt: str, target: str, separator: str) -> str:
+    """``separator + target``, without the separator when the prompt already ends in
+    whitespace or the target starts with it."""
+    if not prompt or prompt[-1].isspace() or not target or target[0].isspace():
+        return target
+    return separator + target
+
+
+def encode_items(
+    items: Sequence, tokenizer, max_length: int, separator: str = " "
+) -> list[Encoded]:
     """Tokenise ``(prompt, target)`` items into :class:`Encoded` examples.
 
     Parameters
@@ -63,6 +86,8 @@ def encode_items(items: Sequence, tokenizer, max_length: int) -> list[Encoded]:
         Must define an EOS token.
     max_length : int
         Maximum prompt + target + EOS tokens; at least 2 (one prompt, one target token).
+    separator : str
+        Text between prompt and target (see :func:`joined_target`).
     """
     if max_length < 2:
         raise ValueError(
@@ -73,17 +98,21 @@ def encode_items(items: Sequence, tokenizer, max_length: int) -> list[Encoded]:
         raise ValueError(f"tokenizer {type(tokenizer).__name__} has no EOS token; set eos_token")
     if not items:
         return []
+    answers = [joined_target(it.prompt, it.target, separator) for it in items]
     prompts = tokenizer([it.prompt for it in items], add_special_tokens=True)["input_ids"]
-    targets = tokenizer([it.target for it in items], add_special_tokens=False)["input_ids"]
+    fulls = tokenizer(
+        [it.prompt + a for it, a in zip(items, answers, strict=True)], add_special_tokens=True
+    )["input_ids"]
+    alone = tokenizer(answers, add_special_tokens=False)["input_ids"]
     encoded = []
-    for prompt_ids, target_ids in zip(prompts, targets, strict=True):
-        target_ids = [*target_ids, eos][: max_length - 1]
+    for prompt_ids, full_ids, alone_ids in zip(prompts, fulls, alone, strict=True):
+        answer_ids = [*target_ids(prompt_ids, full_ids, alone_ids), eos][: max_length - 1]
         prompt_ids = truncate_prompt(
-            prompt_ids, max_length - len(target_ids), tokenizer.bos_token_id
+            prompt_ids, max_length - len(answer_ids), tokenizer.bos_token_id
         )
         if not prompt_ids:  # an empty prompt still needs one position to predict from
             prompt_ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos]
-        encoded.append(Encoded(tuple(prompt_ids + target_ids), len(prompt_ids)))
+        encoded.append(Encoded(tuple(prompt_ids + answer_ids), len(prompt_ids)))
     return encoded
 
 

@@ -266,8 +266,9 @@ def train_lora(
     )
     work_dir.mkdir(parents=True, exist_ok=True)
 
-    train = encode_items(train_items, tokenizer, max_length)
-    val = encode_items(val_items, tokenizer, max_length)
+    sep = training.target_separator
+    train = encode_items(train_items, tokenizer, max_length, sep)
+    val = encode_items(val_items, tokenizer, max_length, sep)
     pad_id = pad_id_of(tokenizer)
     lengths = [len(e) for e in train]
     fingerprint = _fingerprint(training, steps, seed, max_length, len(train))
