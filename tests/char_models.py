@@ -28,9 +28,10 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def make_llama(seed: int = 0) -> LlamaForCausalLM:
-    """Random 2-layer Llama. The wide init moves logits quickly under LoRA on q/v and
-    gives clear argmax margins, so greedy paths do not hinge on rounding."""
+def make_llama(seed: int = 0, tied: bool = False) -> LlamaForCausalLM:
+    """Random 2-layer Llama (``tied``: lm_head shares the input embeddings). The wide init
+    moves logits quickly under LoRA on q/v and gives clear argmax margins, so greedy paths
+    do not hinge on rounding."""
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(CHARS) + 4,
@@ -42,5 +43,6 @@ def make_llama(seed: int = 0) -> LlamaForCausalLM:
         max_position_embeddings=128,
         pad_token_id=0,
         initializer_range=0.2,
+        tie_word_embeddings=tied,
     )
     return LlamaForCausalLM(config)

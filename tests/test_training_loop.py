@@ -132,3 +132,25 @@ def test_bad_input_raises_before_training(tmp_path, kwargs, message):
 def test_config_refuses_nonpositive_lr_clearly():
     with pytest.raises(ValueError, match="lr must be > 0, got -0.1"):
         TrainingConfig(lr=-0.1)
+
+
+def test_lora_on_a_tied_lm_head_saves_only_the_adapter_and_reloads_equal(tmp_path, recwarn):
+    from peft import PeftModel
+
+    model = make_llama(tied=True)
+    training = cfg(target_modules=["q_proj", "v_proj", "lm_head"])
+    train_lora(
+        model, make_tokenizer(), ITEMS, VAL, out_dir=tmp_path / "a", steps=8,
+        training=training, seed=7, max_length=32, progress=False,
+    )  # fmt: skip
+    saved = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    assert any("lm_head.lora_B" in k for k in saved)
+    assert all("lora_" in k for k in saved), [k for k in saved if "lora_" not in k]
+    assert not [w for w in recwarn if "tie_word_embeddings" in str(w.message)]
+    x = torch.tensor([[1, 5, 6, 7, 8]])
+    with torch.no_grad():
+        trained = model(x).logits
+        fresh = PeftModel.from_pretrained(make_llama(tied=True), tmp_path / "a")(x).logits
+        base = make_llama(tied=True)(x).logits
+    assert torch.allclose(trained, fresh, atol=1e-5)
+    assert not torch.allclose(trained, base, atol=1e-3)  # the adapter changed something

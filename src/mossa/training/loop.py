@@ -352,7 +352,8 @@ def _publish(model, work_dir: Path, out_dir: Path, summary: dict) -> None:
     """Save the adapter, its log and summary to a temporary dir, then rename it into place."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    # only the adapter: a LoRA on a tied lm_head must not copy the base embeddings along
+    model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
     shutil.copyfile(work_dir / "train_log.csv", tmp / "train_log.csv")
     (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if out_dir.exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from peft import LoraConfig, get_peft_model
 
@@ -53,6 +55,9 @@ def attach_lora(model: torch.nn.Module, training: TrainingConfig, *, seed: int):
     The LoRA A matrices are initialised from ``seed`` without touching the global RNG.
     """
     check_target_modules(model, list(training.target_modules))
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # LoRA on a tied lm_head adapts the output side only, which is what is wanted
+        # (hidden states stay comparable); PEFT warns about merging, which mossa never does
+        warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
         torch.manual_seed(seed)
         return get_peft_model(model, lora_config(training))
