@@ -146,7 +146,8 @@ def test_lora_on_a_tied_lm_head_saves_only_the_adapter_and_reloads_equal(tmp_pat
     saved = load_file(tmp_path / "a" / "adapter_model.safetensors")
     assert any("lm_head.lora_B" in k for k in saved)
     assert all("lora_" in k for k in saved), [k for k in saved if "lora_" not in k]
-    assert not [w for w in recwarn if "tie_word_embeddings" in str(w.message)]
+    noise = ("tie_word_embeddings", "is_gradient_checkpointing")  # see quiet_peft
+    assert not [w for w in recwarn if any(n in str(w.message) for n in noise)]
     x = torch.tensor([[1, 5, 6, 7, 8]])
     with torch.no_grad():
         trained = model(x).logits

@@ -191,6 +191,7 @@ def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
     from mossa.models import load_base, resolve_base
     from mossa.store import atomic_write_text
     from mossa.training.loop import adapter_complete
+    from mossa.training.lora import quiet_peft
 
     adapters = Path(run_dir) / "adapters"
     expected = [adapters / "sft"] + [
@@ -204,7 +205,8 @@ def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
         )
     base_path = resolve_base(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code)
     base, tokenizer = load_base(base_path, trust_remote_code=cfg.model.trust_remote_code)
-    model = PeftModel.from_pretrained(base, adapters / "sft", adapter_name="sft")
+    with quiet_peft():
+        model = PeftModel.from_pretrained(base, adapters / "sft", adapter_name="sft")
     ev = cfg.evaluation
     kwargs = {
         "max_examples": ev.max_examples,

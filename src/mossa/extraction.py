@@ -391,9 +391,12 @@ class _AdapterSlot:
         if self.peft is None:
             from peft import PeftModel
 
-            self.peft = PeftModel.from_pretrained(
-                self.base, str(path), adapter_name=adapter, is_trainable=False
-            )
+            from mossa.training.lora import quiet_peft
+
+            with quiet_peft():
+                self.peft = PeftModel.from_pretrained(
+                    self.base, str(path), adapter_name=adapter, is_trainable=False
+                )
         else:
             self.peft.load_adapter(str(path), adapter_name=adapter, is_trainable=False)
             self.peft.set_adapter(adapter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -55,9 +56,21 @@ def attach_lora(model: torch.nn.Module, training: TrainingConfig, *, seed: int):
     The LoRA A matrices are initialised from ``seed`` without touching the global RNG.
     """
     check_target_modules(model, list(training.target_modules))
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        # LoRA on a tied lm_head adapts the output side only, which is what is wanted
-        # (hidden states stay comparable); PEFT warns about merging, which mossa never does
-        warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+    with torch.random.fork_rng(devices=[]), quiet_peft():
         torch.manual_seed(seed)
         return get_peft_model(model, lora_config(training))
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    """Silence two PEFT warnings that say nothing to a mossa user.
+
+    - LoRA on a tied lm_head: PEFT warns about merging, which mossa never does; adapting
+      the output side only is what is wanted (hidden states stay comparable).
+    - ``is_gradient_checkpointing`` is deprecated: raised by transformers when PEFT wraps
+      any model, once per adapter.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield
