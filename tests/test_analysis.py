@@ -214,17 +214,22 @@ def test_task_metrics_copied_from_evaluation(planted_run, noise_run):
     ]
 
 
-def test_missing_metrics_give_an_empty_table(tmp_path):
-    cfg = make_synthetic_run(
-        tmp_path,
+def small_noise_run(run_dir, **analysis):
+    """A 3-layer, 3-task synthetic run without planted structure and few resamples."""
+    return make_synthetic_run(
+        run_dir,
         n_layers=3,
         n_tasks=3,
         n_unseen=0,
         n=8,
         d=4,
         boundaries=None,
-        analysis=AnalysisConfig(permutations=5, bootstrap=5, group_bootstrap=10, tsne_layers=[]),
+        analysis=AnalysisConfig(permutations=5, bootstrap=5, group_bootstrap=10, **analysis),
     )
+
+
+def test_missing_metrics_give_an_empty_table(tmp_path):
+    cfg = small_noise_run(tmp_path, tsne_layers=[])
     (tmp_path / "eval" / "task_metrics.json").unlink()
     run_analysis(tmp_path, cfg)
     assert read_table(tmp_path / "tables" / "task_metrics.csv", "task_metrics") == []
@@ -252,16 +257,7 @@ def test_same_seed_same_tables(tmp_path):
 
 
 def test_misaligned_prompts_are_refused(tmp_path):
-    cfg = make_synthetic_run(
-        tmp_path,
-        n_layers=3,
-        n_tasks=3,
-        n_unseen=0,
-        n=8,
-        d=4,
-        boundaries=None,
-        analysis=AnalysisConfig(permutations=5, bootstrap=5, group_bootstrap=10),
-    )
+    cfg = small_noise_run(tmp_path)
     store = ActivationStore(tmp_path / "activations")
     hidden, _ = store.load("sft", "task01")
     store.save(

@@ -32,15 +32,9 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help="Dry run: print JSON.")] = False,
 ) -> None:
     """Run the whole MOSSA pipeline, skipping stages that are finished with the same inputs."""
-    from mossa.config import load_config
+    from mossa.config import executor_overrides, load_config
 
-    overrides = list(set_ or [])
-    if executor is not None:
-        overrides.append(f"executor.kind={executor}")
-    if ray_address is not None:
-        overrides.append(f"executor.ray_address={ray_address}")
-    if workers is not None:
-        overrides.append(f"executor.workers={workers}")
+    overrides = [*(set_ or []), *executor_overrides(executor, workers, ray_address)]
     cfg = load_config(profile=profile, file=config, overrides=overrides)
     run_dir = out or Path("runs") / cfg.name
     if dry_run:

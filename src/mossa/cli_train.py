@@ -10,19 +10,12 @@ import typer
 
 def _run_config(run_dir: Path, executor: str | None, workers: int | None, address: str | None):
     """The run's resolved config, with executor overrides from the command line."""
-    from mossa.config import load_config
+    from mossa.config import executor_overrides, load_config
 
     path = run_dir / "config.resolved.yaml"
     if not path.is_file():
         raise ValueError(f"{path} not found: RUN_DIR must be a run directory made by `mossa run`")
-    overrides = []
-    if executor is not None:
-        overrides.append(f"executor.kind={executor}")
-    if workers is not None:
-        overrides.append(f"executor.workers={workers}")
-    if address is not None:
-        overrides.append(f"executor.ray_address={address}")
-    return load_config(file=path, overrides=overrides)
+    return load_config(file=path, overrides=executor_overrides(executor, workers, address))
 
 
 def train(

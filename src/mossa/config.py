@@ -143,6 +143,14 @@ def _parse_override(item: str) -> tuple[list[str], object]:
     return key.split("."), yaml.safe_load(raw) if raw else ""
 
 
+def executor_overrides(
+    kind: str | None = None, workers: int | None = None, ray_address: str | None = None
+) -> list[str]:
+    """``--set`` overrides for the executor options the CLI commands share (None: unset)."""
+    given = {"kind": kind, "workers": workers, "ray_address": ray_address}
+    return [f"executor.{k}={v}" for k, v in given.items() if v is not None]
+
+
 def read_yaml(path: Path) -> dict:
     """Read a YAML mapping safely, naming the file on any error."""
     try:
