@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup setup-gemma demo test bench clustering lint clean
+.PHONY: setup setup-gemma demo test bench clustering lint lock clean
 
 setup: $(VENV)/.ready
 
@@ -33,6 +33,10 @@ clustering: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# Re-resolve every dependency and rewrite constraints.txt (then run `make test` and commit).
+lock:
+	bash scripts/refresh-constraints.sh
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
