@@ -23,7 +23,7 @@ from mossa.tasks import (
 )
 from mossa.tasks.builtin import train_fraction
 from mossa.tasks.splits import water_fill
-from mossa.tasks.types import template_fields
+from mossa.tasks.types import task_name_problem, template_fields
 
 PAPER_CLUSTERS = [
     "Natural language inference",
@@ -78,6 +78,7 @@ def test_suite_shape():
     names = [t.name for t in tasks]
     assert len(tasks) >= 30
     assert len(set(names)) == len(names)
+    assert [task_name_problem(n) for n in names] == [None] * len(names)  # safe file names
     per_cluster = {c: [t for t in tasks if t.cluster == c] for c in CLUSTERS}
     assert all(len(v) >= 2 for v in per_cluster.values()), {
         k: len(v) for k, v in per_cluster.items()

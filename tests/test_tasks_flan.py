@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import pytest
 
 from mossa.tasks import CLUSTERS, FLAN_TASK_CLUSTERS, TABLE1, load_suite, match_flan_task
 from mossa.tasks.splits import holdout_counts
+from mossa.tasks.types import MAX_FIELD_CHARS, TASK_NAME_RULE
 
 # (Flan task, number of rows): Table 1 tasks of four clusters plus one outside Table 1.
 FIXTURE_TASKS = {
@@ -178,3 +180,55 @@ def test_table1_matches_the_paper():
     assert len(FLAN_TASK_CLUSTERS) == 66  # WMT'16 has six pairs, ANLI three rounds, ...
     for task, cluster in FLAN_TASK_CLUSTERS.items():
         assert match_flan_task(task).cluster == cluster
+
+
+def write_flan(kind, path, rows):
+    """``rows`` in format ``kind``; returns the file and where its last row is named."""
+    n = len(rows)
+    if kind == "jsonl":
+        return write_jsonl(path.with_suffix(".jsonl"), rows), f":{n}: "
+    if kind == "parquet":
+        return write_parquet(path.with_suffix(".parquet"), rows), f": row {n - 1}: "
+    saved = write_saved_dataset(path, rows, as_dict=True)
+    return saved, f": split 'validation' row {n - 1 - n // 2}: "
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet", "saved_dict"])
+@pytest.mark.parametrize("column", ["inputs", "targets"])
+def test_text_over_the_limit_names_file_row_and_field(tmp_path, kind, column):
+    big = {"inputs": "a question", "targets": "an answer", "task": "snli"}
+    big[column] = "x" * (MAX_FIELD_CHARS + 1)  # about 1 MB
+    path, where = write_flan(kind, tmp_path / "big", [*fixture_rows(), big])
+    expected = (
+        f"{path}{where}field '{column}': {MAX_FIELD_CHARS + 1:,} characters, over the limit "
+        f"of {MAX_FIELD_CHARS:,}"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load_suite(f"flan:{path}")
+
+
+def test_text_at_the_limit_loads(tmp_path):
+    rows = fixture_rows()
+    rows[0] = {**rows[0], "inputs": "x" * MAX_FIELD_CHARS}
+    tasks, _ = load(f"flan:{write_jsonl(tmp_path / 'limit.jsonl', rows)}")
+    anli = next(t for t in tasks if t.name == "anli_r1_10templates")
+    assert max(len(ex.inputs["inputs"]) for ex in anli.train + anli.validation + anli.test) == (
+        MAX_FIELD_CHARS
+    )
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet", "saved_dict"])
+@pytest.mark.parametrize("name", ["snli\n", " snli", "glue/mrpc", "..snli"])
+def test_mapped_task_names_unfit_for_files_are_refused(tmp_path, kind, name):
+    rows = [*fixture_rows(), {"inputs": "odd", "targets": "name", "task": name}]
+    path, where = write_flan(kind, tmp_path / "names", rows)
+    expected = f"{path}{where}field 'task': task name {name!r}: expected {TASK_NAME_RULE}"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load_suite(f"flan:{path}")
+
+
+def test_unmapped_odd_task_names_are_skipped_not_refused(tmp_path):
+    rows = [*fixture_rows(), {"inputs": "odd", "targets": "name", "task": "fix/punct\n"}]
+    tasks, messages = load(f"flan:{write_jsonl(tmp_path / 'odd.jsonl', rows)}")
+    assert {t.name for t in tasks} == set(EXPECTED)
+    assert any("fix/punct" in m and "not in the paper's Table 1" in m for m in messages)

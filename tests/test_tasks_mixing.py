@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import replace
 
@@ -20,6 +21,7 @@ from mossa.tasks import (
     validation_items,
 )
 from mossa.tasks.splits import holdout_counts, water_fill
+from mossa.tasks.types import TASK_NAME_RULE
 
 TEMPLATES = tuple(Template(f"T{i}: {{x}} ->", "{target}") for i in range(10))
 
@@ -149,3 +151,19 @@ def test_holdout_counts():
     assert holdout_counts(3, 40, 80) == (1, 1, 1)
     with pytest.raises(ValueError, match="at least 3 examples"):
         holdout_counts(2, 40, 80)
+
+
+@pytest.mark.parametrize(
+    "name", ["t\n", " t", "t ", "", "a/b", "a\\b", ".t", "-t", "a\x00b", "caf\u00e9", "x" * 101, 7]
+)
+def test_task_names_must_be_safe_file_names(name):
+    shown = re.escape(f"task name {name!r}"[:70])  # a long name is shown cut to 60 characters
+    with pytest.raises(
+        ValueError, match=f"{shown}(\\.\\.\\.)?: expected {re.escape(TASK_NAME_RULE)}"
+    ):
+        make_task(name, 3)
+
+
+@pytest.mark.parametrize("name", ["a", "T0", "anli_r1_10templates", "x.y-z_9", "x" * 100])
+def test_safe_task_names_are_accepted(name):
+    assert make_task(name, 3).name == name

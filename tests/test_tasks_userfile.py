@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mossa.tasks import load_suite
+from mossa.tasks import load_suite, userfile
+from mossa.tasks.types import MAX_FIELD_CHARS, TASK_NAME_RULE
 
 ROOT = Path(__file__).resolve().parents[1]
 MOSSA = Path(sys.executable).parent / "mossa"
@@ -127,6 +129,11 @@ JSONL_ERRORS = [
         f"{TASK_LINE}\n" + GOOD.replace('"target"', '"traget"') + "\n",
         r":2: field 'traget': unknown field",
     ),
+    (
+        "bad_name.jsonl",
+        TASK_LINE.replace('"t"', '"t\\n"') + "\n",
+        r":1: field 'task': task name 't\\n': expected 1 to 100 ASCII letters",
+    ),
 ]
 
 
@@ -201,6 +208,7 @@ def test_yaml_errors_name_file_line_path_and_field(tmp_path, name, content, expe
 
 
 CLI_CASES = {
+    "bad_name.jsonl": ("field 'task'", 1),
     "invalid_json.jsonl": ("field 'premise'", 3),
     "missing_field.jsonl": ("field 'target'", 3),
     "empty_target.jsonl": ("field 'target'", 2),
@@ -231,3 +239,90 @@ def test_cli_refuses_bad_files_with_exit_2_and_writes_nothing(tmp_path, name):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: {path}:{line}: {field}")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+BAD_NAMES = [
+    "t\n",
+    " t",
+    "t ",
+    "",
+    "a/b",
+    "a\\b",
+    ".hidden",
+    "..",
+    "-t",
+    "a\tb",
+    "caf\u00e9",
+    "x" * 101,
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_task_names_must_be_safe_file_names(tmp_path, name):
+    shown = repr(name) if len(name) < 70 else repr(name)[:60] + "..."  # long names: cut
+    expected = re.escape(f"task name {shown}: expected {TASK_NAME_RULE}")
+    path = tmp_path / "names.jsonl"
+    path.write_text(TASK_LINE.replace('"t"', json.dumps(name)) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(f"{path}:1: field 'task': ") + expected):
+        load_suite(str(path))
+    path = tmp_path / "names.yaml"
+    path.write_text(YAML_HEAD.replace("name: a", f"name: {json.dumps(name)}"), encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=re.escape(f"{path}:2: field 'name' at tasks[0].name: ") + expected
+    ):
+        load_suite(str(path))
+
+
+def test_longest_allowed_task_name_loads(tmp_path):
+    name = "x" + "_.-9" * 24 + "abc"
+    assert len(name) == 100
+    path = tmp_path / "long.jsonl"
+    path.write_text(doc_example("jsonl").replace("capital_check", name), encoding="utf-8")
+    assert load(path)[0][0].name == name
+
+
+BIG = "x" * (MAX_FIELD_CHARS + 1)  # about 1 MB
+TOO_LONG = re.escape(f"{MAX_FIELD_CHARS + 1:,} characters, over the limit of {MAX_FIELD_CHARS:,}")
+TEMPLATE = '"P: {premise} H: {hypothesis}"'
+FIELD_CASES = [  # (field, line of the field, lines of a file with BIG in that field)
+    ("target", 2, [TASK_LINE, GOOD.replace('"yes"', json.dumps(BIG))]),
+    ("inputs.premise", 2, [TASK_LINE, GOOD.replace('"a"', json.dumps(BIG))]),
+    ("input", 2, [TASK_LINE, f'{{"task": "t", "input": "{BIG}", "target": "y"}}']),
+    ("templates[0]", 1, [TASK_LINE.replace(TEMPLATE, json.dumps(BIG)), GOOD]),
+    ("templates[0].prompt", 1, [TASK_LINE.replace(TEMPLATE, f'{{"prompt": "{BIG}"}}'), GOOD]),
+]
+
+
+@pytest.mark.parametrize(("field", "line", "lines"), FIELD_CASES, ids=[c[0] for c in FIELD_CASES])
+def test_jsonl_text_fields_over_the_limit_are_refused(tmp_path, field, line, lines):
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(f"{path}:{line}: field '{field}': ") + TOO_LONG):
+        load_suite(str(path))
+
+
+def test_yaml_text_field_over_the_limit_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(YAML_HEAD + f"      - {{input: {BIG}, target: y}}\n", encoding="utf-8")
+    where = re.escape(f"{path}:6: field 'input' at tasks[0].examples[0].input: ")
+    with pytest.raises(ValueError, match=where + TOO_LONG):
+        load_suite(str(path))
+
+
+def test_text_field_at_the_limit_loads(tmp_path):
+    path = tmp_path / "limit.jsonl"
+    at_limit = "y" * MAX_FIELD_CHARS
+    path.write_text(doc_example("jsonl").replace("see you", at_limit), encoding="utf-8")
+    echo = load(path)[0][1]
+    assert echo.test[0].target == at_limit
+
+
+def test_task_file_over_the_byte_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "large.jsonl"
+    path.write_bytes(b"not json at all\n" * 10)  # 160 bytes: an error only if it is read
+    monkeypatch.setattr(userfile, "MAX_TASK_FILE_BYTES", 159)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: 160 bytes, over the limit of 159 ")):
+        load_suite(str(path))
+    monkeypatch.setattr(userfile, "MAX_TASK_FILE_BYTES", 160)
+    with pytest.raises(ValueError, match=r":1: field '\(start of line\)': invalid JSON"):
+        load_suite(str(path))

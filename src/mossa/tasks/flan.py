@@ -7,6 +7,10 @@ and ``task`` (e.g. ``anli_r1`` or ``anli_r1_10templates``). Task names are mappe
 paper's clusters with Table 1 (:mod:`mossa.tasks.clusters`); tasks outside Table 1 are
 skipped with a warning. Because Flan's rendered inputs already carry one of its ten
 templates per dataset, a Flan task has one pass-through template, ``{inputs}``.
+
+Refused, naming the file, the line (JSONL) or row (counted from 0) and the field: a text
+longer than :data:`~mossa.tasks.types.MAX_FIELD_CHARS`, and a task name that maps to
+Table 1 but cannot name files (:func:`~mossa.tasks.types.task_name_problem`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from mossa.tasks.clusters import CLUSTERS, Table1Dataset, match_flan_task
 from mossa.tasks.splits import holdout_counts, water_fill
-from mossa.tasks.types import Example, Task, Template
+from mossa.tasks.types import Example, Task, Template, task_name_problem, text_size_problem
 
 COLUMNS = ("inputs", "targets", "task")
 PASS_THROUGH = Template("{inputs}", "{target}")
@@ -33,8 +37,36 @@ def _check_columns(path: Path, present: list[str]) -> None:
         )
 
 
+def _row_problem(values: tuple, names: set[str]) -> str | None:
+    """Why the row ``(inputs, targets, task)`` is refused, or None.
+
+    ``names`` collects the task names already checked, so each is checked once.
+    """
+    for column, value in zip(COLUMNS, values, strict=True):
+        problem = text_size_problem(value) if isinstance(value, str) else None
+        if problem:
+            return f"field {column!r}: {problem}"
+    task = values[-1]
+    if isinstance(task, str) and task not in names:
+        names.add(task)
+        problem = task_name_problem(task)
+        if problem and match_flan_task(task) is not None:
+            return f"field 'task': {problem}"
+    return None
+
+
+def _check_rows(path: Path, columns: dict[str, list], part: str = "") -> None:
+    """Refuse the first row :func:`_row_problem` refuses, naming ``part`` and its row."""
+    names: set[str] = set()
+    for i, values in enumerate(zip(*(columns[c] for c in COLUMNS), strict=True)):
+        problem = _row_problem(values, names)
+        if problem:
+            raise ValueError(f"{path}: {part}row {i}: {problem}")
+
+
 def _read_jsonl(path: Path) -> dict[str, list]:
     columns: dict[str, list] = {c: [] for c in COLUMNS}
+    names: set[str] = set()
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -50,6 +82,10 @@ def _read_jsonl(path: Path) -> dict[str, list]:
             for column in COLUMNS:
                 if column not in row:
                     raise ValueError(f"{path}:{number}: field {column!r} is missing")
+            problem = _row_problem(tuple(row[c] for c in COLUMNS), names)
+            if problem:
+                raise ValueError(f"{path}:{number}: {problem}")
+            for column in COLUMNS:
                 columns[column].append(row[column])
     return columns
 
@@ -60,19 +96,23 @@ def _read_parquet(path: Path) -> dict[str, list]:
     names = pq.read_schema(path).names
     _check_columns(path, names)
     table = pq.read_table(path, columns=list(COLUMNS))
-    return {c: table.column(c).to_pylist() for c in COLUMNS}
+    columns = {c: table.column(c).to_pylist() for c in COLUMNS}
+    _check_rows(path, columns)
+    return columns
 
 
 def _read_saved_dataset(path: Path) -> dict[str, list]:
     import datasets
 
     loaded = datasets.load_from_disk(str(path))
-    parts = list(loaded.values()) if isinstance(loaded, datasets.DatasetDict) else [loaded]
+    parts = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [("", loaded)]
     columns: dict[str, list] = {c: [] for c in COLUMNS}
-    for part in parts:
+    for split, part in parts:
         _check_columns(path, list(part.column_names))
+        rows = {c: list(part[c]) for c in COLUMNS}
+        _check_rows(path, rows, f"split {split!r} " if split else "")
         for c in COLUMNS:
-            columns[c].extend(part[c])
+            columns[c].extend(rows[c])
     return columns
 
 

@@ -21,7 +21,33 @@ Metric = Literal["accuracy", "rouge_l", "bleu"]
 METRICS: tuple[str, ...] = get_args(Metric)
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 TARGET_FIELD = "target"
-_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+TASK_NAME_RULE = "1 to 100 ASCII letters, digits, '_', '.' or '-', starting with a letter or digit"
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+MAX_FIELD_CHARS = 1_000_000
+"""Most characters one text field of a task file (an input, a target, a template) may have.
+
+Task files with a longer field are refused. A long news article, as in Flan's summarisation
+inputs, is tens of thousands of characters; the limit leaves room for multi-document inputs
+(Multi-News) while a field of many millions, which costs minutes and gigabytes to tokenise
+(one 50 MB example took 331 s and 20 GB in training), is refused.
+"""
+
+
+def task_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a task (task names become file names), or None if it can."""
+    if isinstance(name, str) and _TASK_NAME.fullmatch(name):
+        return None
+    shown = repr(name)
+    shown = shown if len(shown) <= 80 else f"{shown[:60]}..."
+    return f"task name {shown}: expected {TASK_NAME_RULE} (task names become file names)"
+
+
+def text_size_problem(text: str) -> str | None:
+    """Why ``text`` is too long for a text field of a task file, or None if it is not."""
+    if len(text) <= MAX_FIELD_CHARS:
+        return None
+    return f"{len(text):,} characters, over the limit of {MAX_FIELD_CHARS:,} per text field"
 
 
 @dataclass(frozen=True)
@@ -112,11 +138,9 @@ class Task:
     def __post_init__(self) -> None:
         for name in ("templates", "train", "validation", "test"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not isinstance(self.name, str) or not _TASK_NAME.match(self.name):
-            raise ValueError(
-                f"task name {self.name!r}: expected letters, digits, '_', '.' or '-' "
-                "(it names files and adapters)"
-            )
+        problem = task_name_problem(self.name)
+        if problem:
+            raise ValueError(problem)
         check_cluster(self.cluster, f"task {self.name!r}")
         if not isinstance(self.seen, bool):
             raise ValueError(f"task {self.name!r}: seen must be true or false, got {self.seen!r}")
@@ -176,12 +200,16 @@ class Task:
 
 
 __all__ = [
+    "MAX_FIELD_CHARS",
     "METRICS",
     "SPLITS",
+    "TASK_NAME_RULE",
     "Example",
     "Metric",
     "Task",
     "Template",
     "TrainItem",
+    "task_name_problem",
     "template_fields",
+    "text_size_problem",
 ]

@@ -24,12 +24,15 @@ from mossa.tasks.types import (
     Example,
     Task,
     Template,
+    task_name_problem,
+    text_size_problem,
 )
 
 RECOMMENDED_TEMPLATES = 10
 TASK_KEYS = ("cluster", "seen", "metric", "templates")
 EXAMPLE_KEYS = ("inputs", "input", "target", "split")
-_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_TASK_FILE_BYTES = 100_000_000
+"""Largest task file read, in bytes; a larger one is refused before it is read."""
 _JSON_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:')
 
 
@@ -98,6 +101,14 @@ def _string(record: dict, key: str, where: Where, *, required: bool = True) -> s
     if not isinstance(value, str):
         hint = " (YAML reads unquoted yes/no/true/false/numbers as non-strings: quote it)"
         raise where.error(key, f"expected a string, got {_kind(value)}{hint}")
+    return _text(value, key, where)
+
+
+def _text(value: str, name: str, where: Where) -> str:
+    """``value``, unless it is longer than a text field may be."""
+    problem = text_size_problem(value)
+    if problem:
+        raise where.error(name, problem)
     return value
 
 
@@ -109,10 +120,9 @@ def _check_keys(record: dict, allowed: tuple[str, ...], where: Where) -> None:
 
 def _task_name(record: dict, key: str, where: Where) -> str:
     name = _string(record, key, where)
-    if not _TASK_NAME.match(name):
-        raise where.error(
-            key, f"task name {name!r}: use letters, digits, '_', '.' or '-' (it names files)"
-        )
+    problem = task_name_problem(name)
+    if problem:
+        raise where.error(key, problem)
     return name
 
 
@@ -129,7 +139,7 @@ def _templates(value: object, where: Where) -> tuple[Template, ...]:
             prompt = _string(item, "prompt", where.child(name))
             target = _string(item, "target", where.child(name), required=False) or "{target}"
         elif isinstance(item, str):
-            prompt, target = item, "{target}"
+            prompt, target = _text(item, name, where), "{target}"
         else:
             raise where.error(name, f"expected a string or {{prompt, target}}, got {_kind(item)}")
         try:
@@ -183,7 +193,7 @@ def _example(record: dict, where: Where) -> tuple[Example, str | None]:
                 )
             if not isinstance(value, str):
                 raise where.error(f"inputs.{key}", f"expected a string, got {_kind(value)}")
-            inputs[key] = value
+            inputs[key] = _text(value, f"inputs.{key}", where)
     else:
         raise where.error("inputs", "missing; give 'inputs' (an object of strings) or 'input'")
     target = _string(record, "target", where)
@@ -391,6 +401,11 @@ def load_user_tasks(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"task file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_TASK_FILE_BYTES:
+        raise ValueError(
+            f"{path}: {size:,} bytes, over the limit of {MAX_TASK_FILE_BYTES:,} for a task file"
+        )
     text = _decode(path, path.read_bytes())
     if path.suffix.lower() == ".jsonl":
         drafts = _read_jsonl(path, text)
