@@ -199,3 +199,29 @@ def test_calibration_bad_arguments(func, kwargs, pattern):
         func(x, x, **kwargs)
     with pytest.raises(ValueError, match=r"same number of rows"):
         func(x, x[:9])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(np.float32, 1e9), (np.float32, 1e-9), (np.float64, 1e150), (np.float64, 1e-150)],
+)
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("debiased", ESTIMATORS)
+def test_null_and_bootstrap_of_extremely_scaled_inputs_equal_the_unscaled(
+    dtype, scale, kernel, debiased
+):
+    """The calibration paths share the rescaled centring of cka: no overflow to nan/0."""
+    rng = np.random.default_rng(12)
+    x, y = _dependent(rng, (2, 30, 6), 5, noise=2.0)
+    x, y = x.astype(dtype), y.astype(dtype)
+    xs, ys = (x * scale).astype(dtype), (y * scale).astype(dtype)
+    options = {"kernel": kernel, "debiased": debiased, "seed": 3}
+    null, null_scaled = (
+        permutation_null(a, b, n_permutations=9, **options) for a, b in [(x, y), (xs, ys)]
+    )
+    np.testing.assert_allclose(null_scaled.samples, null.samples, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(null_scaled.observed, null.observed, rtol=0, atol=1e-5)
+    assert np.all(null.observed > 0.1)  # a real dependence, not a trivial 0 on both sides
+    boot, boot_scaled = (bootstrap_ci(a, b, n_boot=9, **options) for a, b in [(x, y), (xs, ys)])
+    np.testing.assert_allclose(boot_scaled.samples, boot.samples, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(boot_scaled.estimate, boot.estimate, rtol=0, atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -15,6 +16,7 @@ from safetensors.numpy import save_file as save_numpy_safetensors
 from safetensors.torch import save_file as save_torch_safetensors
 from typer.testing import CliRunner
 
+from conftest import run_main
 from mossa.activations_io import load_activations
 from mossa.cli import app
 from mossa.similarity import DegenerateInputWarning, cka
@@ -91,7 +93,7 @@ def test_load_activations_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"junk\.npy: cannot read activations"):
         load_activations(tmp_path / "junk.npy")
     np.save(tmp_path / "words.npy", np.array(["a", "b"]))
-    with pytest.raises(ValueError, match=r"words\.npy: activations must be numbers"):
+    with pytest.raises(ValueError, match=r"words\.npy: activations must be real numbers"):
         load_activations(tmp_path / "words.npy")
     with pytest.raises(FileNotFoundError, match=r"absent\.npy: no such activation file"):
         load_activations(tmp_path / "absent.npy")
@@ -134,3 +136,66 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert proc.stdout == ""
+
+
+def _garbled_files(tmp_path: Path) -> dict[str, bytes]:
+    """Damaged activation files, each of a kind that raised its own exception type
+    (SafetensorError, TokenError, MemoryError, zlib.error, NotImplementedError...)."""
+    good = np.random.default_rng(0).standard_normal((2, 10, 4)).astype(np.float32)
+    np.save(tmp_path / "g.npy", good)
+    save_numpy_safetensors({"hidden": good}, str(tmp_path / "g.safetensors"))
+    np.savez(tmp_path / "g.npz", hidden=good)
+    np.savez_compressed(tmp_path / "p.npz", hidden=good)
+    npy, st, npz, packed = (
+        (tmp_path / name).read_bytes() for name in ("g.npy", "g.safetensors", "g.npz", "p.npz")
+    )
+    shape = npy.index(b"(2, 10, 4)")
+    huge = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        huge, {"descr": "<f4", "fortran_order": False, "shape": (10**15,)}
+    )
+    central = npz.index(b"PK\x01\x02")  # the central directory's compression method
+    return {
+        "text.safetensors": b"this is a text file, not safetensors\n",
+        "empty.safetensors": b"",
+        "cut.safetensors": st[:-20],
+        "text.npy": b"hello",
+        "cut.npy": npy[:-20],
+        "header.npy": npy[:shape] + b"[2, 10, 4 " + npy[shape + 10 :],
+        "huge.npy": huge.getvalue() + b"\0" * 16,
+        "cut.npz": npz[: len(npz) // 2],
+        "crc.npz": npz[:200] + bytes(b ^ 0xFF for b in npz[200:260]) + npz[260:],
+        "inflate.npz": packed[:80] + b"\xff" * 24 + packed[104:],
+        "method.npz": npz[: central + 10] + b"\x63\x00" + npz[central + 12 :],
+    }
+
+
+def test_garbled_files_give_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    files = _garbled_files(tmp_path)
+    np.save(tmp_path / "good.npy", np.zeros((2, 10, 4)))
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        for args in (
+            [str(path), str(tmp_path / "good.npy")],
+            [str(tmp_path / "good.npy"), str(path)],
+        ):
+            code, out, err = run_main(monkeypatch, capsys, "cka", *args)
+            assert code == 2, name
+            assert err.startswith(f"error: {path}: ") and err.count("\n") == 1, (name, err)
+            assert out == ""
+
+
+def test_text_saved_as_safetensors_exits_2_without_traceback(tmp_path):
+    fake = tmp_path / "acts.safetensors"
+    fake.write_text("layer,value\n0,1.5\n", encoding="utf-8")
+    np.save(tmp_path / "good.npy", np.zeros((10, 4)))
+    proc = subprocess.run(
+        [str(MOSSA), "cka", str(fake), str(tmp_path / "good.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {fake}: cannot read activations (")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

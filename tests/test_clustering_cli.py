@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from mossa.cli import app
-from mossa.clustering.config import ClusteringConfig, load_clustering_config
+from mossa.clustering.config import PROFILE_DIR, ClusteringConfig, load_clustering_config
 
 MOSSA = Path(sys.executable).parent / "mossa"
 
@@ -85,3 +87,43 @@ def test_bad_config_exits_2_with_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:")
     assert "model.widht" in lines[0] and str(bad) in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def _float_fields(model) -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.default, BaseModel):
+            paths += [f"{name}.{sub}" for sub in _float_fields(type(field.default))]
+        elif field.annotation is float:
+            paths.append(name)
+    return paths
+
+
+def test_every_float_field_refuses_inf_and_nan():
+    fields = _float_fields(ClusteringConfig)
+    assert {"training.lr", "model.dropout", "analysis.finding_margin"} <= set(fields)
+    for path in fields:
+        for value in [".inf", "-.inf", ".nan", "nan"]:
+            item = f"{path}={value}"
+            with pytest.raises(ValueError, match=rf"^--set {re.escape(item)}: .*finite number"):
+                load_clustering_config("regex-smoke", overrides=[item])
+
+
+def test_top_level_set_and_blame():
+    assert load_clustering_config("regex-smoke", overrides=["seed=4"]).seed == 4
+    with pytest.raises(ValueError, match=r"^--set training\.steps=0: training\.steps: "):
+        load_clustering_config("regex-smoke", overrides=["training.steps=0"])
+    # a check across fields names the file and the --set items that changed that section
+    with pytest.raises(ValueError) as info:
+        load_clustering_config("regex-smoke", overrides=["seed=2", "model.n_head=3"])
+    message = str(info.value)
+    assert message.startswith(str(PROFILE_DIR / "regex-smoke.yaml") + " with --set model.n_head=3:")
+    assert "divisible" in message and "seed=2" not in message
+
+
+@pytest.mark.parametrize("name", ["/abs", "../x", "a/b", ".hidden", "x "])
+def test_names_that_leave_runs_dir_are_refused(name, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": name}), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: name: .*a name must be"):
+        load_clustering_config(file=path)

@@ -1,8 +1,11 @@
 """Config loading: profiles, overrides, and errors that name what is wrong."""
 
-import pytest
+import re
 
-from mossa.config import RunConfig, dump_config, load_config, profile_names
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from mossa.config import RunConfig, apply_override, dump_config, load_config, profile_names
 
 
 def test_every_bundled_profile_validates():
@@ -57,3 +60,145 @@ def test_bad_yaml_file_names_the_file(tmp_path):
     path.write_text("- a list\n")
     with pytest.raises(ValueError, match="expected a mapping"):
         load_config(file=path)
+
+
+# ------------------------------------------------------------------ non-finite numbers
+
+NON_FINITE = [".inf", "-.inf", ".nan", "nan", "inf", "1e999"]
+
+
+def _float_fields(model) -> list[str]:
+    """Key paths of every float field of a config model (its sections included)."""
+    paths = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.default, BaseModel):
+            paths += [f"{name}.{sub}" for sub in _float_fields(type(field.default))]
+        elif field.annotation in (float, float | None):
+            paths.append(name)
+    return paths
+
+
+def test_every_float_field_refuses_inf_and_nan():
+    fields = _float_fields(RunConfig)
+    assert {"training.lr", "training.lora_alpha", "analysis.threshold"} <= set(fields)
+    assert len(fields) >= 10
+    for path in fields:
+        for value in NON_FINITE:
+            item = f"{path}={value}"
+            pattern = rf"^--set {re.escape(item)}: {re.escape(path)}: .*finite number"
+            with pytest.raises(ValueError, match=pattern):
+                load_config(profile="demo-smoke", overrides=[item])
+
+
+def test_non_finite_number_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("training:\n  lora_alpha: .nan\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: training\.lora_alpha: "):
+        load_config(file=path)
+
+
+# ------------------------------------------------------------------ the --set grammar
+
+
+def test_set_accepts_top_level_and_nested_keys():
+    cfg = load_config(profile="demo-smoke", overrides=["seed=7", "name=other", "tasks.n_test=9"])
+    assert (cfg.seed, cfg.name, cfg.tasks.n_test) == (7, "other", 9)
+    data = {"a": {"x": 1}}
+    assert apply_override(data, "a.b.c=[1, 2]") == ("a", "b", "c")
+    assert apply_override(data, "top=") == ("top",)
+    assert data == {"a": {"x": 1, "b": {"c": [1, 2]}}, "top": ""}
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("nodots", "--set expects key=value or section.key=value, got 'nodots'"),
+        ("=3", "--set expects key=value"),
+        ("training..lr=1", "--set expects key=value"),
+        ("training.lr=[1", "--set training.lr=[1: the value is not valid YAML"),
+        ("seed.x=1", "--set seed.x=1: 'seed' is not a section"),
+    ],
+)
+def test_malformed_set_items_are_named(item, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(profile="demo-smoke", overrides=[item])
+
+
+def test_clustering_config_uses_the_same_grammar():
+    from mossa.clustering.config import load_clustering_config
+
+    for item in ["seed.x=1", "training..lr=1", "training.lr=[1"]:
+        with pytest.raises(ValueError) as run_error:
+            load_config(profile="demo-smoke", overrides=[item])
+        with pytest.raises(ValueError) as clustering_error:
+            load_clustering_config("regex-smoke", overrides=[item])
+        assert str(run_error.value) == str(clustering_error.value)
+
+
+# ------------------------------------------------------------------ who is blamed
+
+
+def test_error_from_set_names_the_item_not_the_profile():
+    with pytest.raises(ValueError) as info:
+        load_config(profile="demo", overrides=["training.sft_steps=5", "training.lr=0"])
+    message = str(info.value)
+    assert message.startswith("--set training.lr=0: training.lr: ")
+    assert "demo.yaml" not in message and "sft_steps" not in message
+
+
+def test_error_from_the_file_names_the_file_even_with_other_overrides(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("training:\n  lr: -1\n", encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        load_config(file=path, overrides=["training.sft_steps=5", "seed=3"])
+    message = str(info.value)
+    assert message.startswith(f"{path}: training.lr: ") and "--set" not in message
+
+
+def test_later_set_of_the_same_key_is_blamed():
+    with pytest.raises(ValueError, match=r"^--set training=\{lr: 0\}: training\.lr: "):
+        load_config(profile="demo-smoke", overrides=["training.lr=1", "training={lr: 0}"])
+
+
+# ------------------------------------------------------------------ names stay inside runs/
+
+BAD_NAMES = [
+    "/abs",
+    "/tmp/evil",
+    "../up",
+    "a/b",
+    "a\\b",
+    "..",
+    ".hidden",
+    "",
+    "trailing ",
+    " leading",
+    "new\nline",
+    "nul\x00x",
+    "tab\tx",
+    "é",
+    "x" * 101,
+    "v1..2",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_names_that_leave_runs_dir_are_refused(name):
+    with pytest.raises(ValidationError, match="a name must be 1-100 letters"):
+        RunConfig(name=name)
+
+
+def test_bad_name_error_names_the_field_and_value(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: ../outside\n", encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=rf"^{re.escape(str(path))}: name: .*\(got '\.\./outside'\)"
+    ):
+        load_config(file=path)
+    with pytest.raises(ValueError, match=r"^--set name=/abs: name: "):
+        load_config(profile="demo-smoke", overrides=["name=/abs"])
+
+
+@pytest.mark.parametrize("name", ["demo", "run-1.2_x", "A", "x" * 100, "a.b.c", "-dash"])
+def test_plain_names_are_accepted(name):
+    assert RunConfig(name=name).name == name

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +15,6 @@ pytestmark = pytest.mark.slow
 def read_csv(path: Path) -> list[dict]:
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke")
-    cache = tmp_path_factory.mktemp("cache")
-    cmd = [sys.executable, "-m", "mossa.cli", "run", "--profile", "demo-smoke", "--out", str(out)]
-    env = {**os.environ, "MOSSA_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out, done
 
 
 def test_every_artifact_is_written(smoke_run):

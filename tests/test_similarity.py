@@ -194,6 +194,52 @@ def test_float16_large_values_do_not_overflow():
     assert abs(got - ref.cka(x, y, "linear", False)) < 1e-5
 
 
+EXTREME_SCALES = [
+    (np.float32, 1e9),
+    (np.float32, 1e-9),
+    (np.float32, 1e30),
+    (np.float32, 1e-30),
+    (np.float64, 1e150),
+    (np.float64, 1e-150),
+]
+
+
+@pytest.mark.parametrize(("dtype", "scale"), EXTREME_SCALES)
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("debiased", ESTIMATORS)
+def test_extreme_scales_give_the_unscaled_value(dtype, scale, kernel, debiased):
+    """Without rescaling, float32 products of 1e9 features overflow (||XᵀY||² > 3e38) and
+    of 1e-9 underflow. The RBF bandwidth is a fraction of the median squared distance,
+    which scales with the data, so the RBF Gram is scale-free too."""
+    rng = np.random.default_rng(4)
+    for shape, d2 in [((2, 150, 6), 4), ((2, 12, 50), 30)]:  # feature and Gram paths
+        x, y = _pair(rng, shape, d2)
+        x, y = x.astype(dtype), y.astype(dtype)
+        want = ref.cka(x, y, kernel, debiased)  # float64 reference, unscaled values
+        xs, ys = (x * scale).astype(dtype), (y * scale).astype(dtype)
+        assert np.isfinite(xs).all() and np.abs(xs).max() > 0
+        got = cka(xs, ys, kernel=kernel, debiased=debiased)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        mixed = cka(xs, (y / scale).astype(dtype), kernel=kernel, debiased=debiased)
+        np.testing.assert_allclose(mixed, want, rtol=0, atol=1e-5)
+        matrix = cka_matrix(xs, ys, kernel=kernel, debiased=debiased)
+        want_matrix = ref.cka_matrix(x, y, kernel, debiased)
+        np.testing.assert_allclose(matrix, want_matrix, rtol=0, atol=1e-5)
+
+
+def test_rescaling_by_powers_of_two_changes_no_bit():
+    """The per-layer rescaling is by a power of two: exact, so results equal those of the
+    same data already in [0.5, 1) (both linear paths and the RBF kernel)."""
+    rng = np.random.default_rng(6)
+    for shape, d2 in [((2, 150, 6), 4), ((2, 12, 50), 30)]:
+        x, y = _pair(rng, shape, d2)
+        x = (x / np.abs(x).max(axis=(1, 2), keepdims=True) * 0.75).astype(np.float32)
+        y = y.astype(np.float32)
+        for kernel in KERNELS:
+            base = cka(x, y, kernel=kernel)
+            assert np.array_equal(cka(x * np.float32(2.0**40), y, kernel=kernel), base)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_tensors_match_cpu():
     x = torch.randn(2, 30, 10)
@@ -398,6 +444,12 @@ def test_pca_dims_matches_sklearn(n, d, variance):
     np.testing.assert_array_equal(got, expected)
     assert pca_dims(layers[0], variance=variance) == expected[0]
     assert isinstance(pca_dims(torch.from_numpy(layers[0]), variance=variance), int)
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+def test_pca_dims_of_extremely_scaled_float64(scale):
+    x = np.random.default_rng(8).standard_normal((2, 40, 12)) @ np.diag(np.arange(1, 13))
+    np.testing.assert_array_equal(pca_dims(x * scale, 0.9), pca_dims(x, 0.9))
 
 
 def test_pca_dims_edge_cases():

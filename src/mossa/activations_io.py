@@ -6,20 +6,34 @@ mossa's activation store). Errors name the file and say what was expected.
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 SUFFIXES = (".npy", ".npz", ".safetensors")
 KEY = "hidden"
+#: What numpy, zipfile and zlib raise on unreadable, garbled or truncated files
+#: (safetensors' own error is turned into ValueError where it is raised).
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    MemoryError,
+    NotImplementedError,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 def load_activations(path: str | Path) -> np.ndarray:
     """Load activations as a numpy float array of shape [n, d] or [L, n, d].
 
-    bfloat16 tensors (safetensors) become float32, integer arrays float64; pickled
-    objects are never loaded.
+    bfloat16 and float8 tensors (safetensors) become float32, integer arrays float64;
+    pickled objects are never loaded.
 
     Raises
     ------
@@ -44,14 +58,15 @@ def load_activations(path: str | Path) -> np.ndarray:
             array = _load_npz(path)
         else:
             array = _load_safetensors(path)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except _READ_ERRORS as exc:
         if str(exc).startswith(str(path)):
             raise
-        raise ValueError(f"{path}: cannot read activations ({exc})") from exc
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"{path}: cannot read activations ({detail})") from exc
     if array.dtype.kind in "biu":
         array = array.astype(np.float64)
     elif array.dtype.kind != "f":
-        raise ValueError(f"{path}: activations must be numbers; got dtype {array.dtype}")
+        raise ValueError(f"{path}: activations must be real numbers; got dtype {array.dtype}")
     if array.ndim not in (2, 3):
         raise ValueError(
             f"{path}: activations must be [n, d] or [L, n, d]; got shape {tuple(array.shape)}"
@@ -77,10 +92,14 @@ def _load_npz(path: Path) -> np.ndarray:
 
 def _load_safetensors(path: Path) -> np.ndarray:
     import torch  # safetensors' numpy backend cannot hold bfloat16
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        tensor = handle.get_tensor(_pick(path, list(handle.keys())))
-    if tensor.dtype == torch.bfloat16:
-        tensor = tensor.to(torch.float32)
+    numpy_floats = (torch.float16, torch.float32, torch.float64)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            tensor = handle.get_tensor(_pick(path, list(handle.keys())))
+    except SafetensorError as exc:
+        raise ValueError(str(exc)) from exc
+    if tensor.is_floating_point() and tensor.dtype not in numpy_floats:
+        tensor = tensor.to(torch.float32)  # bfloat16 and float8 have no numpy dtype
     return tensor.numpy()

@@ -1,12 +1,14 @@
 """The ``mossa`` command.
 
 Each area of mossa keeps its own commands in a ``cli_<area>`` module exposing
-``register(app)``; this module only assembles them and turns bad input (ValueError)
-into a one-line message and exit code 2, the way users expect from a CLI.
+``register(app)``; this module only assembles them and turns bad input (ValueError) and
+unwritable or full disks into a one-line message and exit code 2, the way users expect
+from a CLI.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -35,13 +37,29 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+#: OSError codes that mean "this path cannot be written here" rather than a bug.
+DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+
+
 def main() -> None:
-    """Console entry point: run the app, reporting input errors in one line (exit 2)."""
+    """Console entry point: report input and disk errors in one line (exit 2).
+
+    Any other exception keeps its traceback.
+    """
     try:
         app()
     except (ValueError, FileNotFoundError) as exc:
-        typer.secho(f"error: {exc}", err=True, fg="red")
-        sys.exit(2)
+        _fail(str(exc))
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        _fail(f"{paths}: {exc.strerror}" if paths else str(exc))
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A config is a YAML file or a named profile in ``mossa/configs/clustering/``, read with
 ``yaml.safe_load``; ``--set key=value`` or ``--set section.key=value`` overrides single keys.
-Unknown keys are errors, so a typo never silently falls back to a default.
+Unknown keys and non-finite numbers are errors, so a typo never silently falls back to a
+default. Loading, overrides and error messages are those of :mod:`mossa.config`.
 """
 
 from __future__ import annotations
@@ -11,27 +12,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeInt,
-    PositiveInt,
-    ValidationError,
-    model_validator,
-)
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from mossa.config import read_yaml
+from mossa.config import Name, Section, load_model
+from mossa.config import profile_names as run_profile_names
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "configs" / "clustering"
 DEFAULT_PROFILE = "regex"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RegexTasksConfig(_Section):
+class RegexTasksConfig(Section):
     """The synthetic task suite: functions over single tokens, named by regex instructions."""
 
     n_tasks: PositiveInt = 50
@@ -72,7 +62,7 @@ class RegexTasksConfig(_Section):
         return self
 
 
-class GPT2Config(_Section):
+class GPT2Config(Section):
     """Size of the GPT-2 trained from scratch."""
 
     n_layer: PositiveInt = 6
@@ -87,7 +77,7 @@ class GPT2Config(_Section):
         return self
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """nanoGPT-style loop: AdamW, linear warmup then cosine decay to zero."""
 
     steps: PositiveInt = 1500
@@ -120,7 +110,7 @@ class TrainConfig(_Section):
         return sorted({*self.checkpoint_steps, self.steps})
 
 
-class ClusterAnalysisConfig(_Section):
+class ClusterAnalysisConfig(Section):
     """k-means/ARI of hidden states and the rule the report uses to read the result."""
 
     n_eval_per_task: PositiveInt = 20  # instances per task and split (ARI and accuracy)
@@ -129,10 +119,10 @@ class ClusterAnalysisConfig(_Section):
     finding_margin: float = Field(0.1, gt=0, le=1)  # "clearly above": at least this much ARI
 
 
-class ClusteringConfig(_Section):
+class ClusteringConfig(Section):
     """The whole clustering experiment."""
 
-    name: str = "regex"
+    name: Name = "regex"
     seed: int = 0
     threads: PositiveInt = 1  # torch and k-means threads; >1 thrashes on a shared small machine
     tasks: RegexTasksConfig = RegexTasksConfig()
@@ -143,49 +133,14 @@ class ClusteringConfig(_Section):
 
 def profile_names() -> list[str]:
     """Names of the bundled clustering profiles."""
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-
-
-def _apply_override(data: dict, item: str) -> None:
-    if "=" not in item:
-        raise ValueError(f"--set expects key=value or section.key=value, got {item!r}")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
-        raise ValueError(f"--set {item!r}: value is not valid YAML") from None
-    *sections, leaf = key.split(".")
-    node = data
-    for k in sections:
-        node = node.setdefault(k, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"--set {item!r}: {k!r} is not a section")
-    node[leaf] = value
+    return run_profile_names(PROFILE_DIR)
 
 
 def load_clustering_config(
     profile: str | None = None, file: Path | None = None, overrides: list[str] | None = None
 ) -> ClusteringConfig:
     """Build a ClusteringConfig from a profile name or a YAML file, then apply overrides."""
-    if profile and file:
-        raise ValueError("give either --profile or --config, not both")
-    if file is not None:
-        source, data = str(file), read_yaml(Path(file))
-    else:
-        name = profile or DEFAULT_PROFILE
-        path = PROFILE_DIR / f"{name}.yaml"
-        if not path.exists():
-            raise ValueError(f"unknown profile {name!r}; available: {', '.join(profile_names())}")
-        source, data = str(path), read_yaml(path)
-    for item in overrides or []:
-        _apply_override(data, item)
-    try:
-        return ClusteringConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        got = "" if isinstance(first["input"], dict) else f" (got {first['input']!r})"
-        raise ValueError(f"{source}: {where}: {first['msg']}{got}") from None
+    return load_model(ClusteringConfig, PROFILE_DIR, DEFAULT_PROFILE, profile, file, overrides)
 
 
 def dump_clustering_config(cfg: ClusteringConfig) -> str:

@@ -7,13 +7,15 @@ CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for Gram matrices K (of x) 
 * debiased (Song et al. 2012): the U-statistic HSIC_1, written as the Frobenius inner
   product of U-centred Grams (diagonals zeroed); it needs n >= 4.
 
-Numerics: column means in float64; features centred and multiplied in float32 (float64
-when an input is float64); every n x n or d x d result is upcast to float64 before it
-is centred or reduced. See docs/similarity.md for the formulas and the error budget.
+Numerics: each layer is first scaled by a power of two (exact) to max |x| in [0.5, 1),
+so no product overflows or underflows; features are centred and multiplied in float32
+(float64 when an input is float64); every n x n or d x d result is upcast to float64
+before it is centred or reduced. See docs/similarity.md for the formulas and the error budget.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,19 +157,35 @@ def layer_chunks(n_layers: int, bytes_per_layer: int) -> Iterator[slice]:
 def centre_features(
     x: torch.Tensor, dtype: torch.dtype, *, refine: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Subtract column means; return centred [L, n, d] in ``dtype`` and max |mean| [L].
+    """Subtract column means and rescale; return centred [L, n, d] in ``dtype``, max |mean| [L].
 
-    ``refine`` adds a second pass subtracting the mean of the residuals, which removes
-    the rounding error of the first mean (as accurate as a float64 mean, without a
-    float64 copy); the feature-space formulas need it, Gram paths re-centre in float64
-    anyway. The mean's magnitude is the scale for :func:`constant_layers`.
+    Each layer is multiplied by the power of two that brings its max |x| into [0.5, 1),
+    so products of features neither overflow nor underflow (float32 inputs of 1e9 would
+    overflow ||Xᵀ Y||², 1e-9 underflow); a power of two is exact, and CKA is invariant
+    to isotropic scaling. ``refine`` adds a second pass subtracting the mean of the
+    residuals, which removes the rounding error of the first mean (as accurate as a
+    float64 mean, without a float64 copy); the feature-space formulas need it, Gram
+    paths re-centre in float64 anyway. The (rescaled) mean's magnitude is the scale for
+    :func:`constant_layers`.
     """
     xd = x.to(dtype)  # no copy when x already has the compute dtype
-    mean = xd.mean(dim=-2, keepdim=True)
-    xc = xd - mean
+    scale = unit_scale(xd)
+    mean = xd.mean(dim=-2, keepdim=True).mul_(scale)
+    xc = torch.addcmul(-mean, xd, scale)  # (x - mean) * scale in one pass
     if refine:
         xc -= xc.mean(dim=-2, keepdim=True)
     return xc, mean.abs().amax(dim=(-2, -1)).to(torch.float64)
+
+
+def unit_scale(x: torch.Tensor) -> torch.Tensor:
+    """Per-layer powers of two [L, 1, 1] (in x's dtype) that bring max |x| into [0.5, 1).
+
+    Two fast reductions (max and min), O(n d); all-zero layers get 1.
+    """
+    peak = torch.maximum(x.amax(dim=(-2, -1)), -x.amin(dim=(-2, -1)))
+    top = math.frexp(torch.finfo(x.dtype).max)[1]  # 2^-e must stay finite: e > -top
+    exponent = torch.frexp(peak).exponent.clamp_(min=1 - top)
+    return torch.pow(2.0, -exponent.to(torch.float64)).to(x.dtype)[:, None, None]
 
 
 def constant_layers(

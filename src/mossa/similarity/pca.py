@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from mossa.similarity._validation import DegenerateInputWarning, check_array, check_fraction
-from mossa.similarity.cka import layer_chunks
+from mossa.similarity.cka import layer_chunks, unit_scale
 
 
 def pca_dims(x: object, variance: float = 0.99) -> int | np.ndarray:
@@ -35,7 +35,7 @@ def pca_dims(x: object, variance: float = 0.99) -> int | np.ndarray:
     out = []
     for s in layer_chunks(n_layers, 2 * n * d * 8 + min(n, d) ** 2 * 24):
         xc = x3[s].to(torch.float64)
-        xc = xc - xc.mean(dim=-2, keepdim=True)
+        xc = (xc - xc.mean(dim=-2, keepdim=True)) * unit_scale(xc)  # no over/underflow
         gram = xc.mT @ xc if d <= n else xc @ xc.mT
         eig = torch.linalg.eigvalsh(gram).flip(-1).clamp_min(0)  # descending
         total = eig.sum(-1, keepdim=True)
