@@ -126,6 +126,19 @@ def test_local_runs_all_retries_once_then_reports(tmp_path, workers):
     check_mixed(results, tmp_path)
 
 
+def refuse(job: Job) -> int:
+    """Count the attempt, then fail as bad input or a diverging loss does."""
+    with (Path(job.marker_dir) / job.name).open("a") as fh:
+        fh.write("x")
+    raise ValueError(f"job {job.name}: training loss is nan at step 2")
+
+
+def test_value_errors_are_not_retried(tmp_path):
+    (result,) = run_jobs(refuse, [Job("nan", 1, str(tmp_path))], executor=ExecutorConfig())
+    assert not result.ok and attempts(tmp_path, "nan") == 1
+    assert "ValueError: job nan: training loss is nan at step 2" in result.error
+
+
 def test_local_worker_process_death_is_reported(tmp_path):
     (result,) = run_jobs(crash, [Job("oom", 1)], executor=ExecutorConfig(kind="local", workers=2))
     assert (result.name, result.ok, result.value) == ("oom", False, None)

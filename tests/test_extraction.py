@@ -28,6 +28,7 @@ import mossa.extraction as extraction
 from mossa.cli import app
 from mossa.config import ExtractionConfig, ModelConfig, RunConfig, dump_config
 from mossa.extraction import extract_hidden_states, length_sorted_batches, run_extraction
+from mossa.integrity import write_checksums
 from mossa.models import load_base
 from mossa.store import ActivationStore, prompt_hash
 
@@ -85,6 +86,7 @@ def save_adapter(path: Path, seed: int) -> None:
         r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
     )
     get_peft_model(base, config).save_pretrained(str(path))
+    write_checksums(path, ["adapter_config.json", "adapter_model.safetensors"])
 
 
 def run_config(*, cross_task: bool = True, max_length: int = 256) -> RunConfig:
@@ -180,6 +182,25 @@ def test_long_prompts_truncated_left_with_one_counting_warning():
     assert len(messages) == 1
     assert "3 of 6 prompts are longer than 8 tokens" in messages[0]
     want = reference_states(model, tok, prompts, max_length=8)
+    np.testing.assert_allclose(got.numpy(), want, atol=TOL, rtol=0)
+
+
+def test_huge_prompt_is_cut_before_tokenising():
+    model, tok = load_base(BASE)
+    tail = PROMPTS["t1"][2]
+    huge = "word " * 1_000_000 + tail  # 5 MB
+    seen = []
+    real_call = type(tok).__call__
+
+    def spy(self, text, *args, **kwargs):
+        seen.extend([text] if isinstance(text, str) else text)
+        return real_call(self, text, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch, pytest.warns(UserWarning, match="1 of 1"):
+        patch.setattr(type(tok), "__call__", spy)
+        got = extract_hidden_states(model, tok, [huge], max_length=8)
+    assert seen and max(len(t) for t in seen) <= (8 + 1) * 32
+    want = reference_states(model, tok, ["word " * 100 + tail], max_length=8)
     np.testing.assert_allclose(got.numpy(), want, atol=TOL, rtol=0)
 
 

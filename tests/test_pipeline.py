@@ -69,7 +69,10 @@ def test_failed_stage_is_redone_and_resumes_in_place(tmp_path, fake_stages, monk
     monkeypatch.setattr(pipeline, "STAGES", tuple(stages))
     with pytest.raises(RuntimeError):
         pipeline.run_pipeline(tmp_path, cfg)
-    assert "extract" not in pipeline.read_manifest(tmp_path)["stages"]
+    stages = pipeline.read_manifest(tmp_path)["stages"]
+    assert stages["extract"]["status"] == "failed"
+    assert stages["extract"]["error"] == "RuntimeError: killed"
+    assert "analyze" not in stages
     fake_stages.clear()
     pipeline.run_pipeline(tmp_path, cfg)
     assert fake_stages == ["extract", "analyze", "report"]
@@ -128,3 +131,31 @@ def test_cli_refuses_changed_config_with_exit_2(tmp_path, fake_stages, monkeypat
     assert exit_code("--set", "analysis.bootstrap=7") == 2
     assert "analysis differ" in capsys.readouterr().err
     assert exit_code("--set", "analysis.bootstrap=7", "--force") == 0
+
+
+def test_stage_alone_refuses_the_outputs_of_a_failed_stage(tmp_path, fake_stages, monkeypatch):
+    cfg = load_config(profile="demo-smoke")
+    pipeline.run_pipeline(tmp_path, cfg)
+    stages = list(pipeline.STAGES)
+
+    def broken(run_dir, cfg_):
+        raise RuntimeError("disk gone")
+
+    stages[4] = replace(stages[4], run=broken)  # analyze
+    monkeypatch.setattr(pipeline, "STAGES", tuple(stages))
+    with pytest.raises(RuntimeError):
+        pipeline.run_pipeline(tmp_path, cfg, only="analyze")
+    fake_stages.clear()
+    with pytest.raises(ValueError, match="stage analyze failed, so its outputs cannot be used"):
+        pipeline.run_pipeline(tmp_path, cfg, only="report")
+    assert fake_stages == []
+
+
+def test_redo_runs_a_finished_stage_and_every_later_one(tmp_path, fake_stages):
+    cfg = load_config(profile="demo-smoke")
+    pipeline.run_pipeline(tmp_path, cfg)
+    fake_stages.clear()
+    pipeline.run_pipeline(tmp_path, cfg, redo="extract")
+    assert fake_stages == ["extract", "analyze", "report"]
+    with pytest.raises(ValueError, match="--redo: unknown stage 'extraction'; stages: tasks"):
+        pipeline.run_pipeline(tmp_path, cfg, redo="extraction")

@@ -20,6 +20,7 @@ from mossa.evaluation import (
     rouge_l,
     score,
 )
+from mossa.models.text_limits import max_chars
 from mossa.tasks import Example, Task, Template
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,6 +112,25 @@ def test_batched_left_padded_generation_equals_plain_greedy():
     expected = [plain_greedy(model, tok, p, 6) for p in PROMPTS]
     assert got == expected
     assert len(set(expected)) > 1  # the random model does not answer everything alike
+
+
+def test_a_huge_prompt_is_cut_before_tokenising():
+    model, tok = make_llama().eval(), make_tokenizer()
+    seen = []
+
+    class Spy:  # the tokenizer, recording what it is asked to tokenise
+        def __call__(self, texts, **kwargs):
+            seen.extend(texts)
+            return tok(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tok, name)
+
+    tail = "the quick brown fox jumps over the lazy dog"  # longer than the 20-token budget
+    kwargs = {"max_new_tokens": 4, "batch_size": 2, "max_length": 24}
+    got = generate_answers(model, Spy(), ["abc " * 1_250_000 + tail, "q"], **kwargs)
+    assert max(len(t) for t in seen) <= max_chars(20)
+    assert got == generate_answers(model, tok, [tail, "q"], **kwargs)
 
 
 def test_evaluate_model_scores_the_task_metric():

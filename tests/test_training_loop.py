@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import subprocess
+import sys
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import mossa.training.loop as loop
 from char_models import make_llama, make_tokenizer
 from mossa.config import TrainingConfig
 from mossa.training.loop import adapter_complete, train_lora
@@ -43,6 +49,7 @@ def train(tmp_path, name="a", steps=12, training=None, **kw):
         training=training or cfg(),
         seed=7,
         max_length=32,
+        name=name,
         progress=False,
         **kw,
     )
@@ -95,15 +102,92 @@ def test_resume_after_kill_gives_the_same_adapter(tmp_path):
         assert (a["loss"], a["lr"], a["val_loss"]) == (b["loss"], b["lr"], b["val_loss"])
 
 
-def test_early_stopping_keeps_best_weights(tmp_path):
-    # a huge learning rate overshoots: validation loss stops improving, patience 1 stops it
-    summary = train(tmp_path, steps=40, training=cfg(lr=3.0, eval_every=2, patience=1))
-    assert summary["stopped_early"] and summary["steps"] < 40
+def lora_weights(model) -> dict[str, torch.Tensor]:
+    """The LoRA weights PEFT injected into ``model``, keyed as in adapter_model.safetensors."""
+    return {
+        "base_model.model." + n.replace(".default", ""): p.detach().clone()
+        for n, p in model.named_parameters()
+        if "lora_" in n
+    }
+
+
+def fake_validation(monkeypatch, values: list[float]) -> list[int]:
+    """Make the loop's validation losses ``values``, in order; returns the evaluated steps."""
+    evaluated = []
+
+    def validation_loss(model, examples, batch_size, pad_id):
+        evaluated.append(len(evaluated))
+        return values[len(evaluated) - 1]
+
+    monkeypatch.setattr(loop, "validation_loss", validation_loss)
+    return evaluated
+
+
+def test_early_stopping_keeps_best_weights(tmp_path, monkeypatch):
+    # evaluations at steps 2, 4, 6, 8: best at 4, then two without improvement (patience 2)
+    # stop the job at step 8, before the better fifth value is ever asked for
+    evaluated = fake_validation(monkeypatch, [3.0, 2.0, 2.5, 2.6, 1.0])
+    model, seen = make_llama(), {}
+    summary = train_lora(
+        model, make_tokenizer(), ITEMS, VAL, out_dir=tmp_path / "a", steps=40,
+        training=cfg(eval_every=2, patience=2), seed=7, max_length=32, progress=False,
+        on_step=lambda step: seen.update({step: lora_weights(model)}),
+    )  # fmt: skip
+    assert len(evaluated) == 4 and sorted(seen) == list(range(1, 9))
+    assert summary["steps"] == 8 and summary["stopped_early"]
+    assert (summary["best_step"], summary["best_val_loss"]) == (4, 2.0)
+    published = json.loads((tmp_path / "a" / "training.json").read_text())
+    assert (published["steps"], published["stopped_early"]) == (8, True)
+    assert (published["best_step"], published["best_val_loss"]) == (4, 2.0)
     rows = read_log(tmp_path / "a" / "train_log.csv")
-    vals = {int(r["step"]): float(r["val_loss"]) for r in rows if r["val_loss"]}
-    best_step = min(vals, key=vals.get)
-    assert summary["best_step"] == best_step
-    assert json.loads((tmp_path / "a" / "training.json").read_text())["best_step"] == best_step
+    assert {int(r["step"]): float(r["val_loss"]) for r in rows if r["val_loss"]} == {
+        2: 3.0, 4: 2.0, 6: 2.5, 8: 2.6,
+    }  # fmt: skip
+    saved = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    assert saved.keys() == seen[4].keys() and len(saved) == 8
+    assert all(torch.equal(saved[k], seen[4][k]) for k in saved)
+    assert any(not torch.equal(saved[k], seen[8][k]) for k in saved)
+
+
+def nan_loss_at(monkeypatch, step: int) -> None:
+    """Make the training loss of optimiser step ``step`` NaN (validation stays real)."""
+    real, calls = loop.target_only_loss, []
+
+    def target_only_loss(model, **batch):
+        loss = real(model, **batch)
+        if torch.is_grad_enabled():  # a training step, not validation
+            calls.append(step)
+            if len(calls) == step:
+                return loss * math.nan
+        return loss
+
+    monkeypatch.setattr(loop, "target_only_loss", target_only_loss)
+
+
+@pytest.mark.parametrize(
+    ("diverge", "training", "message"),
+    [
+        (lambda mp: nan_loss_at(mp, 6), cfg(), "job a: training loss is nan at step 6;"),
+        (
+            lambda mp: fake_validation(mp, [3.0, math.inf]),
+            cfg(),
+            "job a: validation loss is inf at step 8;",
+        ),
+        (  # lr = inf, past TrainingConfig's own validation: the loop must still guard
+            lambda mp: None,
+            TrainingConfig.model_construct(**(cfg().model_dump() | {"lr": math.inf})),
+            r"job a: (training|validation) loss is (nan|-?inf) at step \d+;",
+        ),
+    ],
+    ids=["nan-training-loss", "inf-validation-loss", "infinite-lr"],
+)
+def test_non_finite_loss_stops_the_job_and_publishes_nothing(
+    tmp_path, monkeypatch, diverge, training, message
+):
+    diverge(monkeypatch)
+    with pytest.raises(ValueError, match=message):
+        train(tmp_path, steps=12, training=training)
+    assert not (tmp_path / "a").exists() and not (tmp_path / ".a.tmp").exists()
 
 
 @pytest.mark.parametrize(
@@ -155,3 +239,48 @@ def test_lora_on_a_tied_lm_head_saves_only_the_adapter_and_reloads_equal(tmp_pat
         base = make_llama(tied=True)(x).logits
     assert torch.allclose(trained, fresh, atol=1e-5)
     assert not torch.allclose(trained, base, atol=1e-3)  # the adapter changed something
+
+
+HASHSEED_SCRIPT = """
+import sys
+from collections import namedtuple
+
+import torch
+from char_models import make_llama, make_tokenizer
+from mossa.config import TrainingConfig
+from mossa.training.loop import train_lora
+
+torch.set_num_threads(1)
+Item = namedtuple("Item", "prompt target")
+items = [Item(f"{d}:", " " + "abcdefghij"[d]) for d in range(10)]
+training = TrainingConfig(
+    lr=3e-2, batch_size=4, eval_every=2, target_modules=["v_proj", "q_proj", "o_proj", "k_proj"]
+)
+train_lora(
+    make_llama(), make_tokenizer(), items, items[:4], out_dir=sys.argv[1], steps=3,
+    training=training, seed=7, max_length=32, progress=False,
+)
+"""
+
+
+def test_adapter_files_do_not_depend_on_the_hash_seed(tmp_path):
+    # PEFT holds target_modules in a set; its order (hash order) must not reach the files
+    tests_dir = str(Path(__file__).parent)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HASHSEED_SCRIPT, str(tmp_path / seed)],
+            env=os.environ
+            | {"PYTHONHASHSEED": seed, "PYTHONPATH": tests_dir, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in ("1", "2")
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
+    config = json.loads((tmp_path / "1" / "adapter_config.json").read_text())
+    assert config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]

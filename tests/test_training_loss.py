@@ -11,8 +11,10 @@ from collections import namedtuple
 import pytest
 import torch
 
+import mossa.training.data as data
 from mossa.config import TrainingConfig
 from mossa.models import load_base
+from mossa.models.text_limits import clip_prompt, clip_target, max_chars
 from mossa.training.data import IGNORE_INDEX, batch_order, collate, encode_items, truncate_prompt
 from mossa.training.lora import attach_lora, linear_module_names
 from mossa.training.loss import target_only_loss
@@ -106,6 +108,62 @@ def test_long_prompt_truncated_from_the_left_keeping_bos():
     assert list(e.ids[: e.n_prompt]) == [tok.bos_token_id] + kept[-(10 - len(target) - 1) :]
     assert list(e.ids[1 : e.n_prompt]) == tok("vwxyz", add_special_tokens=False)["input_ids"]
     assert truncate_prompt([5, 6, 7], 2, bos_id=None) == [6, 7]
+
+
+class SpyTokenizer:
+    """A tokenizer that records every text it is asked to tokenise."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.texts = tokenizer, []
+
+    def __call__(self, texts, **kwargs):
+        self.texts += [texts] if isinstance(texts, str) else list(texts)
+        return self.tokenizer(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def test_clip_keeps_the_end_of_a_prompt_and_the_start_of_a_target():
+    text = "".join(chr(ord("a") + i % 26) for i in range(10_000))
+    n = max_chars(5)
+    assert clip_prompt(text, 5) == text[-n:] and clip_target(text, 5) == text[:n]
+    assert clip_prompt("short", 5) == "short" == clip_target("short", 5)
+
+
+def test_normal_examples_reach_the_tokenizer_whole():
+    spy = SpyTokenizer(bpe_tokenizer())
+    items = [Item("Is it good?", "positive"), Item("ab ab abab", " ab")]
+    encode_items(items, spy, max_length=64)
+    assert spy.texts == [
+        "Is it good?", "ab ab abab",  # prompts
+        "Is it good? positive", "ab ab abab ab",  # prompt + answer
+        " positive", " ab",  # answers alone
+    ]  # fmt: skip
+
+
+def repeated(text: str, n: int) -> str:
+    """``text`` repeated to ``n`` characters or more: fields that differ only in length."""
+    return text * (n // len(text) + 1)
+
+
+def test_huge_fields_are_cut_before_tokenising(monkeypatch):
+    tok, max_length = bpe_tokenizer(), 24
+    tail = "the quick brown fox jumps over the lazy dog. repeat the last word:"
+    head, answer = "so positive, very positive. ", " positive"
+
+    def items(n: int) -> list:  # a prompt with an n-character head, an n-character target
+        return [Item(repeated(head, n) + tail, " dog"), Item("Is it good?", repeated(answer, n))]
+
+    spy = SpyTokenizer(tok)
+    huge = encode_items(items(5_000_000), spy, max_length)
+    assert max(len(t) for t in spy.texts) <= 2 * max_chars(max_length)
+    # the same as the full tokenisation truncated (shown on 20k characters: affordable)
+    medium = encode_items(items(20_000), tok, max_length)
+    monkeypatch.setattr(data, "clip_prompt", lambda text, n: text)
+    monkeypatch.setattr(data, "clip_target", lambda text, n: text)
+    assert huge == medium == encode_items(items(20_000), tok, max_length)
+    assert len(huge[0]) == len(huge[1]) == max_length
 
 
 def test_batch_order_is_a_seeded_partition():

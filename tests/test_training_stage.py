@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from peft import PeftModel
 from typer.testing import CliRunner
 
 import mossa.evaluation as evaluation
+import mossa.training.stage as stage
 from mossa.cli import app
 from mossa.config import (
     EvaluationConfig,
@@ -106,6 +108,26 @@ def test_controls_seen_only_and_only_filter(tmp_path):
         run_training(tmp_path, make_cfg(controls="seen"), TASKS, only=["control:hidden"])
 
 
+def test_a_diverging_control_fails_by_name_and_publishes_nothing(tmp_path, monkeypatch):
+    real = stage.train_lora
+
+    def echo_diverges(*args, **kw):  # lr = inf for control:echo only
+        if kw["name"] == "control:echo":
+            lr_inf = kw["training"].model_dump() | {"lr": math.inf}
+            kw["training"] = TrainingConfig.model_construct(**lr_inf)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(stage, "train_lora", echo_diverges)
+    with pytest.raises(
+        RuntimeError,
+        match=r"1 training job\(s\) failed \(control:echo\); first error: ValueError: "
+        r"job control:echo: (training|validation) loss is (nan|-?inf) at step \d+;",
+    ):
+        run_training(tmp_path, make_cfg(), TASKS, only=["control:letters", "control:echo"])
+    assert adapter_complete(tmp_path / "adapters" / "control__letters")
+    assert not (tmp_path / "adapters" / "control__echo").exists()
+
+
 def _bad(field: str, value) -> RunConfig:
     cfg = make_cfg()
     training = TrainingConfig.model_construct(**(cfg.training.model_dump() | {field: value}))
@@ -176,7 +198,7 @@ def test_evaluation_switches_adapters_like_fresh_models(trained_run, monkeypatch
 
 
 def test_evaluation_needs_the_adapters(tmp_path):
-    with pytest.raises(ValueError, match="no finished adapter .4 missing.; run the training"):
+    with pytest.raises(ValueError, match=r"adapters/sft: no finished adapter; run the training"):
         evaluation.run_evaluation(tmp_path, make_cfg(), TASKS)
 
 

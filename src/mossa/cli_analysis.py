@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -24,10 +23,11 @@ def _run_config(run_dir: Path):
 
 def analyze(run_dir: RunDir) -> None:
     """Compute every table of RUN/tables from the activation store (CKA, calibration, layer map)."""
+    from mossa.analysis.tables import read_table_json
     from mossa.pipeline import run_pipeline
 
     run_pipeline(run_dir, _run_config(run_dir), only="analyze")
-    groups = json.loads((run_dir / "tables" / "layer_groups.json").read_text(encoding="utf-8"))
+    groups = read_table_json(run_dir / "tables" / "layer_groups.json")
     if groups["structure"]:
         spans = ", ".join(f"{k} {v[0]}-{v[1]}" for k, v in groups["groups"].items() if v)
         conf = ", ".join(f"{k} {v:.0%}" for k, v in groups["confidence"].items())

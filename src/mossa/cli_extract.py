@@ -26,12 +26,14 @@ def extract(
     """
     from mossa.config import load_config
     from mossa.extraction import run_extraction
+    from mossa.run_lock import hold_run_lock
     from mossa.store import ActivationStore
 
     config = run_dir / "config.resolved.yaml"
     if not config.is_file():
         raise ValueError(f"{config} not found: RUN_DIR must be a run directory made by `mossa run`")
-    run_extraction(run_dir, load_config(file=config), force=force)
+    with hold_run_lock(run_dir):
+        run_extraction(run_dir, load_config(file=config), force=force)
     store = ActivationStore(run_dir / "activations")
     for model in store.models():
         typer.echo(f"{model}: {len(store.tasks(model))} task(s)")

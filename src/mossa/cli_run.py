@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -14,12 +14,14 @@ def run(
     config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<name>).")] = None,
     executor: Annotated[
-        str | None, typer.Option(help="Training executor: local or ray (overrides config).")
+        Literal["local", "ray"] | None,
+        typer.Option(help="Training executor: local or ray (overrides config)."),
     ] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Local worker processes.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="Override: key=value or section.key=value (repeatable)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the job plan and estimates only.")] = False,
     force: Annotated[
@@ -30,6 +32,14 @@ def run(
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Dry run: print JSON.")] = False,
+    redo: Annotated[
+        str | None,
+        typer.Option(
+            help="Run this finished stage again (it resumes, rebuilding damaged or missing "
+            "files), then every later stage: tasks, train, evaluate, extract, analyze or "
+            "report."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole MOSSA pipeline, skipping stages that are finished with the same inputs."""
     from mossa.config import executor_overrides, load_config
@@ -38,15 +48,15 @@ def run(
     cfg = load_config(profile=profile, file=config, overrides=overrides)
     run_dir = out or Path("runs") / cfg.name
     if dry_run:
-        _print_plan(run_dir, cfg, json_out)
+        _print_plan(run_dir, cfg, json_out, redo)
         return
     from mossa.pipeline import run_pipeline
 
-    run_pipeline(run_dir, cfg, force=force)
+    run_pipeline(run_dir, cfg, force=force, redo=redo)
     typer.echo(f"report: {run_dir / 'report.html'}")
 
 
-def _print_plan(run_dir: Path, cfg, json_out: bool) -> None:
+def _print_plan(run_dir: Path, cfg, json_out: bool, redo: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -54,7 +64,7 @@ def _print_plan(run_dir: Path, cfg, json_out: bool) -> None:
     from mossa.plan import make_plan
 
     plan = make_plan(cfg)
-    plan["stages"] = {s.name: a for s, a in plan_stages(run_dir, cfg)}
+    plan["stages"] = {s.name: a for s, a in plan_stages(run_dir, cfg, redo=redo)}
     plan["needs_force"] = changed_stages(run_dir, cfg)
     if json_out:
         typer.echo(json.dumps(plan, indent=2))

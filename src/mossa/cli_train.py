@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -24,9 +24,11 @@ def train(
         list[str] | None,
         typer.Option(help="Train only this job: sft or control:TASK (repeatable)."),
     ] = None,
-    executor: Annotated[str | None, typer.Option(help="local or ray (overrides config).")] = None,
+    executor: Annotated[
+        Literal["local", "ray"] | None, typer.Option(help="local or ray (overrides config).")
+    ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Jobs at once: local processes or Ray workers.")
+        int | None, typer.Option(min=1, help="Jobs at once: local processes or Ray workers.")
     ] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster (default: start a local one).")
@@ -34,10 +36,12 @@ def train(
 ) -> None:
     """Train the run's LoRA adapters (SFT and controls); finished adapters are skipped."""
     cfg = _run_config(run_dir, executor, workers, ray_address)  # bad input fails fast
+    from mossa.run_lock import hold_run_lock
     from mossa.task_stage import load_run_tasks
     from mossa.training.stage import run_training
 
-    records = run_training(run_dir, cfg, load_run_tasks(cfg), only=only, raise_on_failure=False)
+    with hold_run_lock(run_dir):
+        records = run_training(run_dir, cfg, load_run_tasks(cfg), only=only, raise_on_failure=False)
     failed = 0
     for rec in records:
         summary = rec["summary"] or {}
@@ -60,9 +64,11 @@ def evaluate(
     """Score base, SFT and controls on each task's test split (RUN/eval/task_metrics.json)."""
     cfg = _run_config(run_dir, None, None, None)
     from mossa.evaluation import run_evaluation
+    from mossa.run_lock import hold_run_lock
     from mossa.task_stage import load_run_tasks
 
-    run_evaluation(run_dir, cfg, load_run_tasks(cfg))
+    with hold_run_lock(run_dir):
+        run_evaluation(run_dir, cfg, load_run_tasks(cfg))
     typer.echo(f"wrote {run_dir / 'eval' / 'task_metrics.json'}")
 
 

@@ -108,17 +108,22 @@ def generate_answers(
     """Greedy answers to ``prompts`` (new tokens only, special tokens dropped, stripped).
 
     Prompts are tokenised like training prompts, truncated from the left to leave room
-    for ``max_new_tokens`` within ``max_length``, sorted by length and left-padded.
+    for ``max_new_tokens`` within ``max_length`` (cut to the characters that budget can
+    use before tokenising), sorted by length and left-padded.
     """
     import torch
     from transformers import GenerationConfig
 
+    from mossa.models.text_limits import clip_prompt
     from mossa.training.data import pad_id_of, truncate_prompt
 
     pad_id = pad_id_of(tokenizer)
-    ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-    if max_length is not None:
+    if max_length is None:
+        ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    else:
         budget = max(1, max_length - max_new_tokens)
+        clipped = [clip_prompt(p, budget) for p in prompts]
+        ids = tokenizer(clipped, add_special_tokens=True)["input_ids"]
         ids = [truncate_prompt(x, budget, tokenizer.bos_token_id) for x in ids]
     gen = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -190,19 +195,15 @@ def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
 
     from mossa.models import load_base, resolve_base
     from mossa.store import atomic_write_text
-    from mossa.training.loop import adapter_complete
+    from mossa.training.loop import adapter_complete, check_adapter
     from mossa.training.lora import quiet_peft
 
     adapters = Path(run_dir) / "adapters"
     expected = [adapters / "sft"] + [
         adapters / f"control__{t.name}" for t in tasks if t.seen or cfg.training.controls == "all"
     ]
-    missing = [p for p in expected if not adapter_complete(p)]
-    if missing:
-        raise ValueError(
-            f"{missing[0]}: no finished adapter ({len(missing)} missing); "
-            "run the training stage first (mossa train RUN_DIR)"
-        )
+    for path in expected:
+        check_adapter(path, Path(run_dir))
     base_path = resolve_base(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code)
     base, tokenizer = load_base(base_path, trust_remote_code=cfg.model.trust_remote_code)
     with quiet_peft():

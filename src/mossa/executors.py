@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from mossa.config import ExecutorConfig
 
-ATTEMPTS = 2  # a failed job is retried once
+ATTEMPTS = 2  # a failed job is retried once, unless its error is deterministic
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,18 @@ def job_name(job: Any, index: int) -> str:
 
 
 def _attempt(fn: Callable, job: Any) -> tuple[bool, Any, str | None]:
-    """Run ``fn(job)`` up to :data:`ATTEMPTS` times; never raises (errors are returned)."""
+    """Run ``fn(job)`` up to :data:`ATTEMPTS` times; never raises (errors are returned).
+
+    A ValueError (bad input, a diverging loss) would only repeat, so it is not retried.
+    """
     error = None
     for _ in range(ATTEMPTS):
         try:
             return True, fn(job), None
-        except Exception:  # a job's failure is reported, never fatal to the others
+        except Exception as exc:  # a job's failure is reported, never fatal to the others
             error = traceback.format_exc()
+            if isinstance(exc, ValueError):
+                break
     return False, None, error
 
 

@@ -17,7 +17,6 @@ a single PeftModel and switched in place.
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from pathlib import Path
 
@@ -25,6 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from mossa.config import RunConfig
+from mossa.integrity import verify_checksums
+from mossa.models.text_limits import clip_prompt
 from mossa.store import ActivationStore, prompt_hash
 
 POOLINGS = ("last", "mean")
@@ -77,6 +78,9 @@ def context_limit(model: torch.nn.Module, max_length: int | None = None) -> int 
 def encode_prompts(tokenizer, prompts: list[str], *, max_length: int | None) -> tuple[list, int]:
     """Token ids of each prompt (with the tokenizer's special tokens), left-truncated.
 
+    Prompts are first cut to the characters ``max_length`` tokens can use
+    (:func:`mossa.models.text_limits.clip_prompt`), so a huge prompt is never tokenised whole.
+
     Returns
     -------
     ids : list of list of int
@@ -85,9 +89,13 @@ def encode_prompts(tokenizer, prompts: list[str], *, max_length: int | None) -> 
         How many prompts were longer than ``max_length`` and lost tokens on the left
         (special tokens such as BOS are kept by the tokenizer).
     """
-    ids = tokenizer(list(prompts), add_special_tokens=True, verbose=False)["input_ids"]
     if max_length is None:
-        return ids, 0
+        return tokenizer(list(prompts), add_special_tokens=True, verbose=False)["input_ids"], 0
+    # cut characters first: tokenising a huge prompt in full costs memory and time
+    clipped = [clip_prompt(p, max_length) for p in prompts]
+    cut_chars = {i for i, (p, c) in enumerate(zip(prompts, clipped, strict=True)) if p != c}
+    prompts = clipped
+    ids = tokenizer(prompts, add_special_tokens=True, verbose=False)["input_ids"]
     long = [i for i, row in enumerate(ids) if len(row) > max_length]
     if long:
         side = tokenizer.truncation_side
@@ -103,7 +111,7 @@ def encode_prompts(tokenizer, prompts: list[str], *, max_length: int | None) -> 
             tokenizer.truncation_side = side
         for i, row in zip(long, cut, strict=True):
             ids[i] = row
-    return ids, len(long)
+    return ids, len(cut_chars | set(long))
 
 
 def _check_prompts(prompts) -> list[str]:
@@ -285,27 +293,15 @@ def extract_hidden_states(
 # ----------------------------------------------------------------------------- run stage
 
 
-def _read_tasks(run_dir: Path) -> list[dict]:
-    path = run_dir / "tasks" / "tasks.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the tasks stage first (mossa run)")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(records, list) or not all(
-        isinstance(r, dict) and isinstance(r.get("name"), str) for r in records
-    ):
-        raise ValueError(f"{path}: expected a list of task records with a 'name'")
-    return records
-
-
 def _adapter_sha256(adapter_dir: Path) -> str:
+    """Identity of an adapter's weights and config, after checking them against the
+    checksums its training wrote (a damaged adapter is never run)."""
     weights = adapter_dir / "adapter_model.safetensors"
     config = adapter_dir / "adapter_config.json"
     for f in (weights, config):
         if not f.is_file():
             raise FileNotFoundError(f"{f} is missing: run the training stage first (mossa run)")
+    verify_checksums(adapter_dir, stage="train", run_dir=adapter_dir.parent.parent)
     digest = hashlib.sha256()
     for f in (config, weights):
         digest.update(f.read_bytes())
@@ -337,12 +333,18 @@ _CHECKED_AFTER_LOAD = ("layers", "d", "context_length")
 
 
 def _matching_entries(
-    store: ActivationStore, expected: dict, keys: tuple[str, ...], *, force: bool
+    store: ActivationStore,
+    expected: dict,
+    keys: tuple[str, ...],
+    *,
+    force: bool,
+    verify: bool = False,
 ) -> set:
     """Entries present in the store whose manifest agrees with ``expected`` on ``keys``.
 
     A present entry that disagrees raises ValueError naming its manifest, unless
-    ``force``: then it is left out (to be recomputed).
+    ``force``: then it is left out (to be recomputed). With ``verify``, an entry whose
+    tensor is damaged is left out too (with a warning), whatever ``force`` says.
     """
     keep = set()
     for (model, task), want in expected.items():
@@ -350,7 +352,14 @@ def _matching_entries(
             continue
         have = store.manifest(model, task)
         bad = next((k for k in keys if have.get(k) != want[k]), None)
-        if bad is None:
+        if bad is None and verify and not store.intact(model, task):
+            warnings.warn(
+                f"{store.path(model, task)} is damaged (unreadable, or values that do not "
+                "match its checksum): recomputing it",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif bad is None:
             keep.add((model, task))
         elif not force:
             why = (
@@ -447,20 +456,20 @@ def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> Non
     with a ValueError naming its manifest, unless ``force`` is set: then it is recomputed.
     The base model is loaded only when something is left to compute.
     """
-    from mossa.task_stage import read_analysis_prompts
+    from mossa.task_stage import read_analysis_prompts, read_tasks
 
     run_dir = Path(run_dir)
     store = ActivationStore(run_dir / "activations")
     store.remove_temp_files()
     prompts = read_analysis_prompts(run_dir)
-    tasks = _read_tasks(run_dir)
+    tasks = read_tasks(run_dir, required=("name",))
     for t in tasks:
         if not prompts.get(t["name"]):
             raise ValueError(f"task {t['name']!r} has no analysis prompts in {run_dir / 'tasks'}")
     jobs = plan_jobs(tasks, controls=cfg.training.controls, cross_task=cfg.extraction.cross_task)
     adapter_dirs = {a: run_dir / "adapters" / a for a, _, _ in jobs if a is not None}
     expected = _expected_manifests(cfg, jobs, prompts, adapter_dirs)
-    done = _matching_entries(store, expected, _CHECKED_BEFORE_LOAD, force=force)
+    done = _matching_entries(store, expected, _CHECKED_BEFORE_LOAD, force=force, verify=True)
     if len(done) == len(jobs):
         return
 

@@ -2,9 +2,12 @@
 
 Every stage reads only the artifacts of earlier stages from the run directory, so any
 one can be re-run alone. A stage's inputs are the config sections it depends on; their
-hash is kept in RUN/manifest.json. A run directory whose finished stages were made with
-different inputs is refused unless ``force``; with it, the changed stages and all later
-ones are redone, each stage's own outputs cleared first so nothing stale is reused.
+hash is kept in RUN/manifest.json with the stage's status (running, done or failed). A
+run directory whose finished stages were made with different inputs is refused unless
+``force``; with it, the changed stages and all later ones are redone, each stage's own
+outputs cleared first so nothing stale is reused. A stage that fails (or a process
+killed during it) leaves it "failed" or "running", never "done", so a later stage run
+alone refuses its outputs, and the next ``mossa run`` resumes it in place.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import yaml
 from rich.console import Console
 
 from mossa.config import RunConfig, dump_config
+from mossa.integrity import CorruptRunFile, read_json
+from mossa.run_lock import hold_run_lock
 from mossa.store import atomic_write_text
 
 console = Console(stderr=True)
@@ -113,15 +118,28 @@ def stage_hash(cfg: RunConfig, stage: Stage) -> str:
 
 
 def read_manifest(run_dir: Path) -> dict:
+    """RUN/manifest.json: per stage its input hash, status and time (empty when new)."""
     path = run_dir / "manifest.json"
     if not path.exists():
         return {"stages": {}}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"{path}: corrupt run manifest ({exc}); delete it to redo every stage"
+        manifest = read_json(path, dict, stage="tasks", run_dir=run_dir)
+        if not isinstance(manifest.get("stages"), dict) or not all(
+            isinstance(v, dict) for v in manifest["stages"].values()
+        ):
+            raise ValueError(f"{path}: 'stages' must map stage names to objects")
+    except ValueError as exc:
+        problem = str(exc).split("; rebuild it with")[0]
+        raise CorruptRunFile(
+            f"{problem} (corrupt run manifest); delete it to redo every stage"
         ) from None
+    return manifest
+
+
+def finished(manifest: dict, cfg: RunConfig, stage: Stage) -> bool:
+    """True when ``stage`` finished (did not fail) with the inputs ``cfg`` gives it."""
+    entry = manifest.get("stages", {}).get(stage.name, {})
+    return entry.get("hash") == stage_hash(cfg, stage) and entry.get("status", "done") == "done"
 
 
 def _write_manifest(run_dir: Path, manifest: dict) -> None:
@@ -139,7 +157,7 @@ def _clear_outputs(run_dir: Path, stage: Stage) -> None:
 
 def changed_stages(run_dir: Path, cfg: RunConfig) -> list[str]:
     """Finished stages of ``run_dir`` whose config sections differ from ``cfg``'s."""
-    done = read_manifest(run_dir).get("stages", {})
+    done = read_manifest(run_dir)["stages"]
     return [
         s.name for s in STAGES if s.name in done and done[s.name].get("hash") != stage_hash(cfg, s)
     ]
@@ -166,52 +184,106 @@ def check_same_config(run_dir: Path, cfg: RunConfig) -> None:
     )
 
 
-def plan_stages(run_dir: Path, cfg: RunConfig) -> list[tuple[Stage, str]]:
-    """Each stage with what will happen to it: 'run' or 'skip' (finished, same inputs)."""
-    done = read_manifest(run_dir).get("stages", {})
-    plan, redo = [], False
+def plan_stages(
+    run_dir: Path, cfg: RunConfig, *, redo: str | None = None
+) -> list[tuple[Stage, str]]:
+    """Each stage with what will happen to it: 'run' or 'skip' (finished, same inputs).
+
+    ``redo`` names a stage to run again although it is finished (with all later ones).
+    """
+    manifest = read_manifest(run_dir)
+    plan, again = [], False
     for stage in STAGES:
-        finished = done.get(stage.name, {}).get("hash") == stage_hash(cfg, stage)
-        redo = redo or not finished
-        plan.append((stage, "run" if redo else "skip"))
+        again = again or stage.name == redo or not finished(manifest, cfg, stage)
+        plan.append((stage, "run" if again else "skip"))
     return plan
 
 
+def _check_stage_name(name: str | None, option: str) -> None:
+    if name is not None and name not in STAGE_NAMES:
+        raise ValueError(f"{option}: unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
+def _check_earlier_finished(run_dir: Path, cfg: RunConfig, only: str) -> None:
+    """Refuse to run ``only`` on outputs of earlier stages that the manifest records as
+    failed, interrupted or made with other inputs. (A stage it does not record, as in a
+    run directory assembled by hand, is left to the stage's own checks of its inputs.)"""
+    manifest = read_manifest(run_dir)
+    for stage in STAGES[: STAGE_NAMES.index(only)]:
+        entry = manifest["stages"].get(stage.name)
+        if entry is not None and not finished(manifest, cfg, stage):
+            status = entry.get("status")
+            why = {"failed": "failed", "running": "was interrupted"}.get(status, "is out of date")
+            raise ValueError(
+                f"{run_dir}: stage {stage.name} {why}, so its outputs cannot be used by "
+                f"{only}; finish the run first with `mossa run --out {run_dir}`"
+            )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
 def run_pipeline(
-    run_dir: Path, cfg: RunConfig, *, force: bool = False, only: str | None = None
+    run_dir: Path,
+    cfg: RunConfig,
+    *,
+    force: bool = False,
+    only: str | None = None,
+    redo: str | None = None,
 ) -> dict:
     """Run every stage that is not finished with the same inputs (or just ``only``).
 
     Without ``force``, a run directory whose finished stages had other inputs is refused
-    before anything is touched (see :func:`check_same_config`).
+    before anything is touched (see :func:`check_same_config`). ``only`` runs one stage,
+    and only when every earlier stage is finished. ``redo`` runs a finished stage again
+    (it resumes, rebuilding what is missing or damaged) and every later one. The run
+    directory is locked for the whole call (see :mod:`mossa.run_lock`). A stage that
+    raises is recorded as failed, so no later stage or command uses its outputs.
     """
-    if not force:
-        check_same_config(run_dir, cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.executor.threads is not None:
-        import torch
+    _check_stage_name(only, "only")
+    _check_stage_name(redo, "--redo")
+    with hold_run_lock(run_dir):
+        if not force:
+            check_same_config(run_dir, cfg)
+        if only is not None:
+            _check_earlier_finished(run_dir, cfg, only)
+        if cfg.executor.threads is not None:
+            import torch
 
-        torch.set_num_threads(cfg.executor.threads)
-    atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
-    manifest = read_manifest(run_dir)
-    stages = manifest.setdefault("stages", {})
-    for stage, action in plan_stages(run_dir, cfg):
-        if only is not None and stage.name != only:
-            continue
-        if action == "skip" and only is None:
-            console.print(f"[dim]{stage.name}: finished, inputs unchanged: skipped[/dim]")
-            continue
-        h = stage_hash(cfg, stage)
-        if stages.get(stage.name, {}).get("hash") not in (None, h):
-            _clear_outputs(run_dir, stage)
-        for later in STAGE_NAMES[STAGE_NAMES.index(stage.name) :]:
-            stages.pop(later, None)
-        _write_manifest(run_dir, manifest)
-        console.print(f"[bold]{stage.name}[/bold] ...")
-        t0 = time.perf_counter()
-        stage.run(run_dir, cfg)
-        seconds = round(time.perf_counter() - t0, 2)
-        stages[stage.name] = {"hash": h, "seconds": seconds, "finished": time.time()}
-        _write_manifest(run_dir, manifest)
-        console.print(f"{stage.name}: done in {seconds:.1f} s")
+            torch.set_num_threads(cfg.executor.threads)
+        atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
+        manifest = read_manifest(run_dir)
+        for stage, action in plan_stages(run_dir, cfg, redo=redo):
+            if only is not None and stage.name != only:
+                continue
+            if action == "skip" and only is None:
+                console.print(f"[dim]{stage.name}: finished, inputs unchanged: skipped[/dim]")
+                continue
+            _run_stage(run_dir, cfg, stage, manifest)
     return manifest
+
+
+def _run_stage(run_dir: Path, cfg: RunConfig, stage: Stage, manifest: dict) -> None:
+    """Run one stage, recording it in the manifest as running, then done or failed."""
+    stages = manifest["stages"]
+    h = stage_hash(cfg, stage)
+    if stages.get(stage.name, {}).get("hash") not in (None, h):
+        _clear_outputs(run_dir, stage)
+    for later in STAGE_NAMES[STAGE_NAMES.index(stage.name) :]:
+        stages.pop(later, None)
+    stages[stage.name] = {"hash": h, "status": "running", "started": time.time()}
+    _write_manifest(run_dir, manifest)
+    console.print(f"[bold]{stage.name}[/bold] ...")
+    t0 = time.perf_counter()
+    try:
+        stage.run(run_dir, cfg)
+    except BaseException as exc:
+        stages[stage.name] = {"hash": h, "status": "failed", "error": _one_line(exc)}
+        _write_manifest(run_dir, manifest)
+        raise
+    seconds = round(time.perf_counter() - t0, 2)
+    stages[stage.name] = {"hash": h, "status": "done", "seconds": seconds, "finished": time.time()}
+    _write_manifest(run_dir, manifest)
+    console.print(f"{stage.name}: done in {seconds:.1f} s")

@@ -8,10 +8,11 @@ the old file or the complete new one, never a half-written file.
 The activation store keeps one safetensors file per (model, task) under
 ``RUN/activations/<model>/<task>.safetensors`` with a single tensor ``"hidden"`` of shape
 ``[layers + 1, n_prompts, d]`` and a JSON manifest next to it (``<task>.json``) naming the
-model, the task, the SHA-256 of every prompt in row order, the shape, dtype, pooling and
-mossa version. A save removes any old manifest, writes the tensor file, then the manifest,
-so a manifest is present only next to its own complete tensor file:
-:meth:`ActivationStore.has` is the resume test.
+model, the task, the SHA-256 of every prompt in row order, the shape, dtype, pooling,
+mossa version and the SHA-256 of the stored tensor's bytes, checked on every load so
+that damaged values are never analysed. A save removes any old manifest, writes the
+tensor file, then the manifest, so a manifest is present only next to its own complete
+tensor file: :meth:`ActivationStore.has` is the resume test.
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
+
+from mossa.integrity import corrupt, read_json
 
 TENSOR_KEY = "hidden"
 STORE_DTYPES = ("float32", "float16")
 TEMP_SUFFIX = ".tmp"
+STAGE = "extract"  # the pipeline stage that writes the store (named in rebuild hints)
 
 
 def mossa_version() -> str:
@@ -47,13 +52,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    # os.open with mode 0o666 lets the umask decide the permissions, as for any other file
+    # (tempfile.mkstemp would make every artifact private to its owner).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write (a full disk) names no file: name it
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -75,6 +88,11 @@ def _as_numpy(hidden) -> np.ndarray:
     if hasattr(hidden, "detach"):  # torch tensor, without importing torch here
         hidden = hidden.detach().cpu().float().numpy()
     return np.asarray(hidden)
+
+
+def _tensor_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's raw bytes (C order): the checksum kept in each manifest."""
+    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
 
 
 def _first_bad_layer(hidden: np.ndarray) -> int | None:
@@ -177,6 +195,7 @@ class ActivationStore:
             "dtype": dtype,
             "pooling": meta.get("pooling", "last"),
             "mossa_version": mossa_version(),
+            "sha256": _tensor_sha256(stored),
         }
         # Drop an old manifest first: a kill between the two writes must not pair a new
         # tensor file with a stale manifest.
@@ -192,25 +211,56 @@ class ActivationStore:
             raise FileNotFoundError(
                 f"no complete activations for model {model!r}, task {task!r}: {path}"
             )
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: manifest is not valid JSON: {exc}") from None
+        return read_json(path, dict, stage=STAGE, run_dir=self.root.parent)
 
     def load(self, model: str, task: str) -> tuple[np.ndarray, dict]:
-        """Hidden states as float32 ``[layers + 1, n, d]`` and the manifest of (model, task)."""
+        """Hidden states as float32 ``[layers + 1, n, d]`` and the manifest of (model, task).
+
+        Raises
+        ------
+        CorruptRunFile (a ValueError)
+            When the tensor file cannot be read, lacks the tensor, has another shape than
+            its manifest, or its bytes do not match the manifest's checksum; the message
+            names the file and the command that rebuilds it.
+        """
         manifest = self.manifest(model, task)
         path = self.path(model, task)
-        tensors = load_file(str(path))
+        run_dir = self.root.parent
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise corrupt(
+                path, f"not a readable safetensors file ({exc})", STAGE, run_dir
+            ) from None
         if TENSOR_KEY not in tensors:
-            raise ValueError(f"{path}: no tensor {TENSOR_KEY!r} (found {sorted(tensors)})")
-        hidden = tensors[TENSOR_KEY].astype(np.float32, copy=False)
-        expected = (manifest["layers"], manifest["n"], manifest["d"])
-        if hidden.shape != expected:
-            raise ValueError(
-                f"{path}: tensor shape {hidden.shape} does not match its manifest {expected}"
+            raise corrupt(
+                path, f"no tensor {TENSOR_KEY!r} (found {sorted(tensors)})", STAGE, run_dir
             )
-        return hidden, manifest
+        stored = tensors[TENSOR_KEY]
+        expected = tuple(manifest.get(k) for k in ("layers", "n", "d"))
+        if stored.shape != expected:
+            raise corrupt(
+                path,
+                f"tensor shape {stored.shape} does not match its manifest {expected}",
+                STAGE,
+                run_dir,
+            )
+        if manifest.get("sha256") != _tensor_sha256(stored):
+            problem = (
+                "values do not match the checksum in its manifest"
+                if "sha256" in manifest
+                else "its manifest has no checksum (written by an older mossa)"
+            )
+            raise corrupt(path, problem, STAGE, run_dir)
+        return stored.astype(np.float32, copy=False), manifest
+
+    def intact(self, model: str, task: str) -> bool:
+        """True when the entry is complete and loads with a matching checksum."""
+        try:
+            self.load(model, task)
+        except (ValueError, FileNotFoundError):
+            return False
+        return True
 
     def load_pair(self, model_a: str, model_b: str, task: str) -> tuple[np.ndarray, np.ndarray]:
         """Hidden states of two models on ``task``, checked to hold the same prompts in order.

@@ -12,7 +12,10 @@ import json
 from pathlib import Path
 
 from mossa.config import RunConfig
+from mossa.integrity import corrupt, read_json, read_text
 from mossa.store import atomic_write_text
+
+STAGE = "tasks"
 
 
 def load_run_tasks(cfg: RunConfig) -> list:
@@ -63,14 +66,57 @@ def write_task_artifacts(run_dir: Path, cfg: RunConfig) -> list:
     return tasks
 
 
+TASK_FIELDS = (
+    "name",
+    "cluster",
+    "seen",
+    "n_train",
+    "flesch_kincaid",
+    "coleman_liau",
+    "n_readability",
+)
+
+
+def read_tasks(run_dir: Path, required: tuple[str, ...] = TASK_FIELDS) -> list[dict]:
+    """The task records of RUN/tasks/tasks.json, checked for the ``required`` fields."""
+    path = Path(run_dir) / "tasks" / "tasks.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the tasks stage first (mossa run)")
+    tasks = read_json(path, list, stage=STAGE, run_dir=run_dir)
+    if not tasks:
+        raise corrupt(path, "expected a non-empty list of task records", STAGE, run_dir)
+    for i, t in enumerate(tasks):
+        if not isinstance(t, dict):
+            raise corrupt(path, f"task record {i} is not an object", STAGE, run_dir)
+        missing = [f for f in ("name", *required) if f not in t]
+        if missing:
+            raise corrupt(path, f"task record {i} lacks fields {missing}", STAGE, run_dir)
+        if not isinstance(t["name"], str) or not t["name"]:
+            raise corrupt(path, f"task record {i} has no task name", STAGE, run_dir)
+    return tasks
+
+
 def read_analysis_prompts(run_dir: Path) -> dict[str, list[str]]:
     """Analysis prompts per task, in their frozen order."""
-    path = run_dir / "tasks" / "analysis_prompts.jsonl"
+    path = Path(run_dir) / "tasks" / "analysis_prompts.jsonl"
     if not path.exists():
         raise ValueError(f"{path} is missing: run the tasks stage first (mossa run)")
     prompts: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+    text = read_text(path, stage=STAGE, run_dir=run_dir)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             rec = json.loads(line)
-            prompts.setdefault(rec["task"], []).append(rec["prompt"])
+        except json.JSONDecodeError as exc:
+            problem = f"line {number}: not valid JSON ({exc.msg})"
+            raise corrupt(path, problem, STAGE, run_dir) from None
+        if not (
+            isinstance(rec, dict)
+            and isinstance(rec.get("task"), str)
+            and isinstance(rec.get("prompt"), str)
+        ):
+            problem = f"line {number}: expected an object with string 'task' and 'prompt'"
+            raise corrupt(path, problem, STAGE, run_dir)
+        prompts.setdefault(rec["task"], []).append(rec["prompt"])
     return prompts

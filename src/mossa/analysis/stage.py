@@ -7,7 +7,6 @@ layers; seen tasks' base and SFT states are kept (float32) for clustering and t-
 from __future__ import annotations
 
 import io
-import json
 import math
 import warnings
 from contextlib import contextmanager
@@ -21,37 +20,12 @@ from mossa.analysis import clustering, embeddings, mossa_tables, readability, sp
 from mossa.analysis.layer_groups import find_layer_groups
 from mossa.analysis.tables import write_json, write_table
 from mossa.config import RunConfig
+from mossa.integrity import CHECKSUM_FILE, corrupt, read_json, write_checksums
 from mossa.similarity import DegenerateInputWarning
 from mossa.store import ActivationStore, atomic_write_bytes
+from mossa.task_stage import read_tasks
 
-TASK_FIELDS = (
-    "name",
-    "cluster",
-    "seen",
-    "n_train",
-    "flesch_kincaid",
-    "coleman_liau",
-    "n_readability",
-)
 CONTROL = "control"
-
-
-def read_tasks(run_dir: Path) -> list[dict]:
-    """The task records of RUN/tasks/tasks.json, checked for the fields the analysis reads."""
-    path = Path(run_dir) / "tasks" / "tasks.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the tasks stage first (mossa run)")
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(tasks, list) or not tasks:
-        raise ValueError(f"{path}: expected a non-empty list of task records")
-    for i, t in enumerate(tasks):
-        missing = [f for f in TASK_FIELDS if f not in t]
-        if missing:
-            raise ValueError(f"{path}: task record {i} lacks fields {missing}")
-    return tasks
 
 
 def read_task_metrics(run_dir: Path) -> list[dict]:
@@ -59,22 +33,23 @@ def read_task_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "eval" / "task_metrics.json"
     if not path.is_file():
         return []
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    records = read_json(path, list, stage="evaluate", run_dir=run_dir)
 
     def num(v):
         return math.nan if v is None else float(v)
 
-    return [
-        {
-            "task": r["task"],
-            "metric": r["metric"],
-            **{m: num(r.get(m)) for m in ("base", "sft", "control")},
-        }
-        for r in records
-    ]
+    try:
+        return [
+            {
+                "task": str(r["task"]),
+                "metric": str(r["metric"]),
+                **{m: num(r.get(m)) for m in ("base", "sft", "control")},
+            }
+            for r in records
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        problem = f"expected records with task, metric and numeric scores ({exc!r})"
+        raise corrupt(path, problem, "evaluate", run_dir) from None
 
 
 def _load_aligned(store: ActivationStore, task: str) -> dict[str, np.ndarray]:
@@ -190,6 +165,13 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
         )
     write_table(out / "clustering.csv", "clustering", ari)
     write_table(out / "tsne.csv", "tsne", tsne)
+    # last: a checksum of every table, so the report never reads a damaged or stale one
+    tables = sorted(str(p.relative_to(out)) for p in out.rglob("*") if _is_table(p))
+    write_checksums(out, tables)
+
+
+def _is_table(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.name != CHECKSUM_FILE
 
 
 def layer_map(

@@ -12,7 +12,10 @@ import json
 import math
 from pathlib import Path
 
+from mossa.integrity import CorruptRunFile, corrupt, read_json, read_text
 from mossa.store import atomic_write_text
+
+STAGE = "analyze"  # the pipeline stage that writes RUN/tables (named in rebuild hints)
 
 SCHEMAS: dict[str, tuple[str, ...]] = {
     "cka": (
@@ -69,6 +72,8 @@ def _parse(column: str, text: str):
     if column in TEXT_COLUMNS:
         return text
     if column in BOOL_COLUMNS:
+        if text not in ("true", "false"):
+            raise ValueError(f"expected true or false, found {text!r}")
         return text == "true"
     if text == "":
         return None
@@ -78,20 +83,36 @@ def _parse(column: str, text: str):
 def read_table(path: Path, name: str) -> list[dict]:
     """Rows of a table written by :func:`write_table`, typed per column.
 
-    Raises FileNotFoundError naming the file, ValueError when the header differs from
-    the schema.
+    Raises FileNotFoundError naming the file; CorruptRunFile (a ValueError) naming the
+    file, the line and the command that rebuilds it when the file is not UTF-8, its
+    header differs from the schema, or a row has the wrong width or an unreadable cell.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table {name} not found: {path} (run `mossa analyze` first)")
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
+    run_dir = path.parent.parent
+    lines = read_text(path, stage=STAGE, run_dir=run_dir).splitlines()
+    try:
+        reader = csv.reader(lines, strict=True)
         header = tuple(next(reader, ()))
         if header != SCHEMAS[name]:
-            raise ValueError(
-                f"{path}: columns {header} differ from the {name} schema {SCHEMAS[name]}"
-            )
-        return [{c: _parse(c, v) for c, v in zip(header, line, strict=True)} for line in reader]
+            raise corrupt(path, f"columns {header} differ from the {name} schema", STAGE, run_dir)
+        rows = []
+        for line in reader:
+            if len(line) != len(header):
+                raise ValueError(f"{len(line)} cells, expected {len(header)}")
+            rows.append({c: _parse(c, v) for c, v in zip(header, line, strict=True)})
+    except (ValueError, csv.Error) as exc:
+        if isinstance(exc, CorruptRunFile):
+            raise
+        raise corrupt(path, f"line {reader.line_num}: {exc}", STAGE, run_dir) from None
+    return rows
+
+
+def read_table_json(path: Path) -> dict:
+    """A JSON object written by :func:`write_json` into RUN/tables (errors as read_table)."""
+    path = Path(path)
+    return read_json(path, dict, stage=STAGE, run_dir=path.parent.parent)
 
 
 def write_json(path: Path, data: dict) -> Path:

@@ -6,14 +6,15 @@ run's config), reshaped into [tasks, layers] arrays.
 
 from __future__ import annotations
 
-import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mossa.analysis.tables import read_table
+from mossa.analysis.tables import STAGE, read_table, read_table_json
 from mossa.config import RunConfig, load_config
+from mossa.integrity import corrupt, verify_checksums
 
 CKA_COLUMNS = ("cka", "cka_biased", "null_p95", "ci_low", "ci_high")
 MODELS = ("base", "sft")
@@ -75,6 +76,7 @@ def load_run_data(run_dir: Path, cfg: RunConfig | None = None) -> RunData:
     tables = run_dir / "tables"
     if cfg is None:
         cfg = load_config(file=run_dir / "config.resolved.yaml")
+    verify_checksums(tables, stage=STAGE, run_dir=run_dir)
     cka_rows = read_table(tables / "cka.csv", "cka")
     if not cka_rows:
         raise ValueError(f"{tables / 'cka.csv'} has no rows")
@@ -117,7 +119,7 @@ def load_run_data(run_dir: Path, cfg: RunConfig | None = None) -> RunData:
         tsne=read_table(tables / "tsne.csv", "tsne") if (tables / "tsne.csv").exists() else [],
         readability=read_table(tables / "readability.csv", "readability"),
         metrics=read_table(tables / "task_metrics.csv", "task_metrics"),
-        groups=json.loads((tables / "layer_groups.json").read_text(encoding="utf-8")),
+        groups=read_table_json(tables / "layer_groups.json"),
         cross=_mean_cross(tables / "cka_cross_layer", [t for t in tasks if seen[t]]),
     )
 
@@ -129,7 +131,11 @@ def _mean_cross(folder: Path, tasks: list[str]) -> dict[str, np.ndarray]:
         path = folder / f"{task}.npz"
         if not path.is_file():
             raise FileNotFoundError(f"cross-layer CKA of task {task!r} missing: {path}")
-        with np.load(path) as data:
-            for model in MODELS:
-                stacks[model].append(data[model])
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                for model in MODELS:
+                    stacks[model].append(data[model])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            problem = f"not a readable cross-layer CKA archive ({exc!r})"
+            raise corrupt(path, problem, STAGE, folder.parent.parent) from None
     return {m: np.nanmean(np.stack(v), axis=0) for m, v in stacks.items() if v}

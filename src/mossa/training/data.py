@@ -10,7 +10,9 @@ glued to the "?"); when the joint tokenisation merges tokens across the boundary
 target is tokenised alone instead. Loss falls only on the target and EOS
 (labels are -100 on prompt and padding). Examples longer than ``max_length`` lose
 prompt tokens from the LEFT (the end of the prompt, next to the answer, is kept; a
-leading BOS token is kept too).
+leading BOS token is kept too). Prompts and targets are cut to the characters that
+budget can use before tokenising (:mod:`mossa.models.text_limits`), so a huge field costs
+no more than a normal one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from mossa.models.text_limits import clip_prompt, clip_target
 
 IGNORE_INDEX = -100
 BUCKET_BATCHES = 32  # batches per length-sorted bucket: less padding, order still random
@@ -98,10 +102,14 @@ def encode_items(
         raise ValueError(f"tokenizer {type(tokenizer).__name__} has no EOS token; set eos_token")
     if not items:
         return []
-    answers = [joined_target(it.prompt, it.target, separator) for it in items]
-    prompts = tokenizer([it.prompt for it in items], add_special_tokens=True)["input_ids"]
+    texts = [clip_prompt(it.prompt, max_length) for it in items]
+    answers = [
+        clip_target(joined_target(t, it.target, separator), max_length)
+        for t, it in zip(texts, items, strict=True)
+    ]
+    prompts = tokenizer(texts, add_special_tokens=True)["input_ids"]
     fulls = tokenizer(
-        [it.prompt + a for it, a in zip(items, answers, strict=True)], add_special_tokens=True
+        [t + a for t, a in zip(texts, answers, strict=True)], add_special_tokens=True
     )["input_ids"]
     alone = tokenizer(answers, add_special_tokens=False)["input_ids"]
     encoded = []

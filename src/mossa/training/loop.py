@@ -7,7 +7,9 @@ stopping state, numpy and python RNG states and a fingerprint of the settings). 
 again with the same arguments after a kill resumes from that checkpoint and ends with
 the same adapter as an uninterrupted run. The finished adapter (the weights with the
 best validation loss) is written to a temporary directory and renamed into place, so an
-existing output directory always holds a complete adapter.
+existing output directory always holds a complete adapter. A NaN or infinite training or
+validation loss stops the job with a ValueError naming it and the step; nothing is
+published then.
 """
 
 from __future__ import annotations
@@ -30,12 +32,18 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from mossa.config import TrainingConfig
+from mossa.integrity import CHECKSUM_FILE, checksums_match, verify_checksums, write_checksums
 from mossa.training.data import batch_order, collate, encode_items, pad_id_of
-from mossa.training.lora import attach_lora, check_target_modules
+from mossa.training.lora import attach_lora, check_target_modules, save_adapter
 from mossa.training.loss import target_only_loss
 
 LOG_FIELDS = ("step", "loss", "lr", "tokens", "tokens_per_s", "val_loss")
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "train_log.csv")
+ADAPTER_FILES = (
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "train_log.csv",
+    "training.json",
+)
 
 
 @dataclass
@@ -52,8 +60,23 @@ class LoopState:
 
 
 def adapter_complete(path: Path) -> bool:
-    """True when ``path`` holds a finished adapter (written atomically by :func:`train_lora`)."""
-    return all((Path(path) / name).is_file() for name in ADAPTER_FILES)
+    """True when ``path`` holds a finished adapter (written atomically by :func:`train_lora`)
+    whose files still match the checksums written when it was published."""
+    path = Path(path)
+    return all((path / name).is_file() for name in ADAPTER_FILES) and checksums_match(path)
+
+
+def check_adapter(path: Path, run_dir: Path) -> None:
+    """Raise when ``path`` is not a finished adapter: CorruptRunFile naming a damaged file
+    (and the command that retrains it), else ValueError saying it was never trained."""
+    path = Path(path)
+    if adapter_complete(path):
+        return
+    if (path / CHECKSUM_FILE).is_file():
+        verify_checksums(path, stage="train", run_dir=run_dir)
+    raise ValueError(
+        f"{path}: no finished adapter; run the training stage first (mossa run --out {run_dir})"
+    )
 
 
 def validate_training_inputs(
@@ -178,6 +201,16 @@ def validation_loss(model, examples: Sequence, batch_size: int, pad_id: int) -> 
     return total / count
 
 
+def _require_finite(loss: float, what: str, name: str, step: int) -> None:
+    """Raise ValueError when a loss is NaN or infinite: training has diverged, and no
+    adapter from it is worth publishing."""
+    if not math.isfinite(loss):
+        raise ValueError(
+            f"job {name}: {what} is {loss} at step {step}; expected a finite loss "
+            "(training diverged: lower training.lr or check the data)"
+        )
+
+
 def _read_log(path: Path, upto: int) -> list[dict]:
     if not path.exists():
         return []
@@ -255,6 +288,12 @@ def train_lora(
     -------
     dict
         Summary: steps run, best step and validation loss, early stop, tokens, seconds.
+
+    Raises
+    ------
+    ValueError
+        Bad settings (before any training), or a non-finite loss (naming ``name`` and
+        the step; no adapter is published).
     """
     validate_training_inputs(
         train_items, steps=steps, training=training, max_length=max_length, name=name
@@ -300,6 +339,7 @@ def train_lora(
             lr = scheduler.get_last_lr()[0]
             loss = _optimizer_step(model, batch, params, optimizer, scheduler, training)
             state.step += 1
+            _require_finite(loss, "training loss", name, state.step)
             n_tokens = int(batch["attention_mask"].sum())
             tokens_seen += n_tokens
             row = {"step": state.step, "loss": f"{loss:.6f}", "lr": f"{lr:.6g}"}
@@ -310,6 +350,7 @@ def train_lora(
 
             if val and (state.step % training.eval_every == 0 or state.step == steps):
                 v = validation_loss(model, val, training.batch_size, pad_id)
+                _require_finite(v, "validation loss", name, state.step)
                 row["val_loss"] = f"{v:.6f}"
                 if v < state.best_val:
                     state.best_val, state.best_step, state.bad_evals = v, state.step, 0
@@ -352,10 +393,10 @@ def _publish(model, work_dir: Path, out_dir: Path, summary: dict) -> None:
     """Save the adapter, its log and summary to a temporary dir, then rename it into place."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    # only the adapter: a LoRA on a tied lm_head must not copy the base embeddings along
-    model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
+    save_adapter(model, tmp)
     shutil.copyfile(work_dir / "train_log.csv", tmp / "train_log.csv")
     (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_checksums(tmp, list(ADAPTER_FILES))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -59,6 +60,21 @@ def attach_lora(model: torch.nn.Module, training: TrainingConfig, *, seed: int):
     with torch.random.fork_rng(devices=[]), quiet_peft():
         torch.manual_seed(seed)
         return get_peft_model(model, lora_config(training))
+
+
+def save_adapter(model, path: Path) -> None:
+    """Save the PEFT adapter of ``model`` to ``path``, byte-identical across processes.
+
+    PEFT keeps ``target_modules`` as a set and writes it in hash order, so
+    adapter_config.json (and any hash of the adapter) would change with
+    PYTHONHASHSEED; set-valued config fields are made sorted lists first.
+    """
+    for config in model.peft_config.values():
+        for key, value in list(vars(config).items()):
+            if isinstance(value, set):
+                setattr(config, key, sorted(value))
+    # only the adapter: a LoRA on a tied lm_head must not copy the base embeddings along
+    model.save_pretrained(path, safe_serialization=True, save_embedding_layers=False)
 
 
 @contextlib.contextmanager

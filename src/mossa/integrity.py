@@ -1,0 +1,109 @@
+"""Integrity of run files: checksums, and one-line errors that say how to rebuild a file.
+
+Every file a stage writes into a run directory is read back by a later stage. When one
+is unreadable or damaged (truncated, garbled, not UTF-8, the wrong JSON shape, bytes that
+no longer match their checksum), the reader raises :class:`CorruptRunFile`: a ValueError
+whose one-line message names the file, what is wrong, and the command that rebuilds it,
+so the CLI reports it and exits 2 instead of analysing damaged numbers or printing a
+traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+CHECKSUM_FILE = "checksums.json"
+_CHUNK = 1 << 20
+
+
+class CorruptRunFile(ValueError):
+    """A run file that cannot be used as it is; the message says how to rebuild it."""
+
+
+def rebuild_command(stage: str, run_dir: Path | str | None) -> str:
+    """The command that rebuilds the outputs of ``stage`` in ``run_dir``."""
+    where = str(run_dir) if run_dir is not None else "RUN"
+    return f"mossa run --out {where} --redo {stage}"
+
+
+def corrupt(path: Path, problem: str, stage: str, run_dir: Path | None) -> CorruptRunFile:
+    """The error for ``path``: ``<path>: <problem>; rebuild it with `<command>```."""
+    return CorruptRunFile(f"{path}: {problem}; rebuild it with `{rebuild_command(stage, run_dir)}`")
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_text(path: Path, *, stage: str, run_dir: Path | None) -> str:
+    """A run file's UTF-8 text (CorruptRunFile when missing, unreadable or not UTF-8)."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise corrupt(path, "missing", stage, run_dir) from None
+    except UnicodeDecodeError as exc:
+        raise corrupt(
+            path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", stage, run_dir
+        ) from None
+    except OSError as exc:
+        raise corrupt(path, f"cannot be read ({exc.strerror})", stage, run_dir) from None
+
+
+def read_json(path: Path, expect: type, *, stage: str, run_dir: Path | None):
+    """A run file's JSON value, checked to be an ``expect`` (dict or list)."""
+    text = read_text(path, stage=stage, run_dir=run_dir)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise corrupt(
+            path, f"not valid JSON ({exc.msg} at line {exc.lineno})", stage, run_dir
+        ) from None
+    if not isinstance(value, expect):
+        kind = "an object" if expect is dict else "a list"
+        raise corrupt(path, f"expected {kind}, found {type(value).__name__}", stage, run_dir)
+    return value
+
+
+def write_checksums(folder: Path, names: list[str]) -> None:
+    """Record the SHA-256 of ``folder/<name>`` for each name in ``folder/checksums.json``.
+
+    Names are paths relative to ``folder`` (sub-folders allowed).
+    """
+    from mossa.store import atomic_write_text  # store imports this module
+
+    folder = Path(folder)
+    sums = {name: sha256_file(folder / name) for name in sorted(names)}
+    atomic_write_text(folder / CHECKSUM_FILE, json.dumps(sums, indent=1) + "\n")
+
+
+def verify_checksums(folder: Path, *, stage: str, run_dir: Path | None) -> None:
+    """Check every file listed in ``folder/checksums.json`` against its recorded SHA-256."""
+    folder = Path(folder)
+    sums = read_json(folder / CHECKSUM_FILE, dict, stage=stage, run_dir=run_dir)
+    for name, want in sorted(sums.items()):
+        path = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not isinstance(want, str):
+            raise corrupt(folder / CHECKSUM_FILE, f"bad entry {name!r}", stage, run_dir)
+        if not path.is_file():
+            raise corrupt(path, "missing", stage, run_dir)
+        if sha256_file(path) != want:
+            raise corrupt(
+                path, f"bytes do not match the checksum in {CHECKSUM_FILE}", stage, run_dir
+            )
+
+
+def checksums_match(folder: Path) -> bool:
+    """True when ``folder/checksums.json`` exists and every listed file matches it."""
+    try:
+        verify_checksums(folder, stage="", run_dir=None)
+    except CorruptRunFile:
+        return False
+    return True
