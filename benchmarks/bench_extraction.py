@@ -27,14 +27,13 @@ import numpy as np
 import torch
 
 from benchmarks.run import machine_facts
-from mossa.extraction import (
+from mossa.inference.hidden_states import (
     context_limit,
     decoder_body,
-    encode_prompts,
     extract_hidden_states,
-    length_sorted_batches,
     states_from_ids,
 )
+from mossa.models.lm import encode_prompts, length_sorted_batches
 
 SEED = 0
 BATCH_SIZE = 32  # ExtractionConfig default

@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 
 from mossa.config import ExecutorConfig, ModelConfig, RunConfig, TasksConfig, TrainingConfig
-from mossa.models import load_base, resolve_base
-from mossa.training.data import Encoded, collate, encode_items, pad_id_of
+from mossa.models import lm, load_base, resolve_base
+from mossa.training.data import Encoded, collate, encode_items
 from mossa.training.loop import train_lora
 from mossa.training.lora import lora_config
 
@@ -109,7 +109,7 @@ def trainer_run(
         t0 = time.perf_counter()
         torch.manual_seed(SEED)
         peft_model = get_peft_model(model, lora_config(t))
-        pad_id = pad_id_of(tok)
+        pad_id = lm.pad_id(tok)
         encoded = encode_items(items, tok, max_length)
         args = TrainingArguments(
             output_dir=str(out), per_device_train_batch_size=t.batch_size, max_steps=steps,
@@ -181,8 +181,8 @@ def executor_section(spec: str, *, n_tasks: int, steps: int, rounds: int) -> str
     """Wall time of N control jobs: local sequential vs Ray with 2 workers."""
     import ray
 
-    from mossa.task_stage import load_run_tasks
-    from mossa.training.stage import run_training
+    from mossa.pipeline.tasks import load_run_tasks
+    from mossa.pipeline.train import run_training
 
     cfg = RunConfig(
         seed=SEED,

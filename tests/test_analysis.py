@@ -9,10 +9,11 @@ import pytest
 from scipy.stats import pearsonr
 
 import reference_cka as ref
-from mossa.analysis.stage import run_analysis
 from mossa.analysis.synthetic import make_synthetic_run
 from mossa.analysis.tables import SCHEMAS, read_table
 from mossa.config import AnalysisConfig
+from mossa.pipeline.analyze import run_analysis
+from mossa.run_dir import RunDir
 from mossa.store import ActivationStore
 
 L, SEEN, UNSEEN, N, D = 12, 8, 2, 40, 32
@@ -58,7 +59,7 @@ def noise_run(tmp_path_factory):
 
 
 def tasks_of(run):
-    return json.loads((run / "tasks" / "tasks.json").read_text())
+    return RunDir(run).read_tasks()
 
 
 def test_every_table_has_its_schema(planted_run):

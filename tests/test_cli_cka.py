@@ -17,9 +17,9 @@ from safetensors.torch import save_file as save_torch_safetensors
 from typer.testing import CliRunner
 
 from conftest import run_main
-from mossa.activations_io import load_activations
 from mossa.cli import app
 from mossa.similarity import DegenerateInputWarning, cka
+from mossa.similarity.files import load_activations
 
 MOSSA = Path(sys.executable).with_name("mossa")
 runner = CliRunner()

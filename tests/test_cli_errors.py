@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import mossa.activations_io
+import mossa.similarity.files
 from conftest import run_main
 from mossa import cli
 
@@ -38,7 +38,7 @@ def _raise(exc: BaseException):
     ],
 )
 def test_disk_errors_give_one_line_naming_the_path(monkeypatch, capsys, exc, expected):
-    monkeypatch.setattr(mossa.activations_io, "load_activations", _raise(exc))
+    monkeypatch.setattr(mossa.similarity.files, "load_activations", _raise(exc))
     code, out, err = run_main(monkeypatch, capsys, "cka", "a.npy", "b.npy")
     assert code == 2
     assert err == f"error: {expected}\n" and out == ""
@@ -48,7 +48,7 @@ def test_disk_errors_give_one_line_naming_the_path(monkeypatch, capsys, exc, exp
     "exc", [OSError(errno.EIO, "Input/output error", "/x/y"), RuntimeError("a bug")]
 )
 def test_other_errors_keep_their_traceback(monkeypatch, exc):
-    monkeypatch.setattr(mossa.activations_io, "load_activations", _raise(exc))
+    monkeypatch.setattr(mossa.similarity.files, "load_activations", _raise(exc))
     monkeypatch.setattr(sys, "argv", ["mossa", "cka", "a.npy", "b.npy"])
     with pytest.raises(type(exc)):
         cli.main()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mossa.config import ExecutorConfig, ModelConfig, RunConfig, TrainingConfig
-from mossa.executors import run_jobs
+from mossa.pipeline.executors import run_jobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,7 +73,7 @@ TASKS = [
 
 def train_two_controls(run_dir: Path, executor: ExecutorConfig) -> list[dict]:
     """The training stage itself, restricted to the two control jobs."""
-    from mossa.training.stage import run_training
+    from mossa.pipeline.train import run_training
 
     cfg = RunConfig(
         model=ModelConfig(base="random:llama-tiny", max_length=32),

@@ -7,7 +7,6 @@ model (with a freshly loaded adapter where one applies).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,12 +23,15 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import LlamaForCausalLM
 from typer.testing import CliRunner
 
-import mossa.extraction as extraction
+import mossa.pipeline.extract as extraction
 from mossa.cli import app
 from mossa.config import ExtractionConfig, ModelConfig, RunConfig, dump_config
-from mossa.extraction import extract_hidden_states, length_sorted_batches, run_extraction
-from mossa.integrity import write_checksums
-from mossa.models import load_base
+from mossa.inference.hidden_states import extract_hidden_states
+from mossa.io import write_checksums
+from mossa.models import lm, load_base
+from mossa.models.lm import length_sorted_batches
+from mossa.pipeline.extract import run_extraction
+from mossa.run_dir import RunDir
 from mossa.store import ActivationStore, prompt_hash
 
 TOL = 1e-5
@@ -98,14 +100,25 @@ def run_config(*, cross_task: bool = True, max_length: int = 256) -> RunConfig:
 
 def make_run(root: Path, *, cross_task: bool = True, max_length: int = 256) -> RunConfig:
     """A run directory with tasks, analysis prompts and three adapters, plus its config."""
-    (root / "tasks").mkdir(parents=True)
     records = [{"name": t, "cluster": "c", "seen": True} for t in PROMPTS]
-    (root / "tasks" / "tasks.json").write_text(json.dumps(records))
-    lines = [json.dumps({"task": t, "prompt": p}) for t, ps in PROMPTS.items() for p in ps]
-    (root / "tasks" / "analysis_prompts.jsonl").write_text("\n".join(lines) + "\n")
+    prompts = [{"task": t, "prompt": p} for t, ps in PROMPTS.items() for p in ps]
+    RunDir(root).write_tasks(records, prompts, suite=None)
     for seed, name in enumerate(["sft", "control__t1", "control__t2"], start=1):
         save_adapter(root / "adapters" / name, seed)
     return run_config(cross_task=cross_task, max_length=max_length)
+
+
+def rewrite_prompts(root: Path, old: str, new: str) -> None:
+    """The tasks stage run again with one analysis prompt changed."""
+    run = RunDir(root)
+    records = run.read_tasks(required=())
+    prompts = [
+        {"task": t, "prompt": new if p == old else p}
+        for t, ps in run.read_analysis_prompts().items()
+        for p in ps
+    ]
+    assert any(p["prompt"] == new for p in prompts)
+    run.write_tasks(records, prompts, suite=None)
 
 
 @pytest.fixture
@@ -140,7 +153,7 @@ def adapter_reference(run_dir: Path, adapter: str | None, task: str) -> np.ndarr
     ["random:llama-tiny", "random:gemma3-tiny", "random:gpt2-tiny"],
 )
 def test_batched_left_padded_equals_each_prompt_alone(spec, pooling, monkeypatch):
-    monkeypatch.setattr(extraction, "MAX_PADDING", float("inf"))  # pad as much as possible
+    monkeypatch.setattr(lm, "MAX_PADDING", float("inf"))  # pad as much as possible
     model, tok = load_base(spec)
     prompts = PROMPTS["t1"] + PROMPTS["t2"]
     got = extract_hidden_states(model, tok, prompts, batch_size=4, pooling=pooling)
@@ -164,7 +177,7 @@ def test_batches_cover_sorted_prompts_within_size_and_padding_budget(lengths, ba
         assert 1 <= len(rows) <= batch_size
         assert batch["input_ids"].shape == (len(rows), max(lengths[i] for i in rows))
         assert int(batch["attention_mask"].sum()) == real
-        assert batch["input_ids"].numel() - real <= extraction.MAX_PADDING * real
+        assert batch["input_ids"].numel() - real <= lm.MAX_PADDING * real
         for b, i in enumerate(rows):  # left padding; positions 0..n-1 on the real tokens
             mask = batch["attention_mask"][b].bool()
             assert mask[-lengths[i] :].all() and not mask[: -lengths[i]].any()
@@ -292,8 +305,7 @@ def test_run_refuses_mismatching_store_unless_forced(tmp_path, loads, monkeypatc
     with pytest.raises(ValueError, match=r"sft/t1\.json does not match .*adapter_sha256 is"):
         run_extraction(tmp_path, cfg)
 
-    prompts_file = tmp_path / "tasks" / "analysis_prompts.jsonl"
-    prompts_file.write_text(prompts_file.read_text().replace("hello world", "hello there"))
+    rewrite_prompts(tmp_path, "hello world", "hello there")
     with pytest.raises(ValueError, match=r"t1\.json does not match this run: its prompts differ"):
         run_extraction(tmp_path, cfg)
     run_extraction(tmp_path, cfg, force=True)
@@ -323,8 +335,7 @@ def test_cli_extract_resumes_refuses_and_forces(tmp_path, loads):
     assert result.exit_code == 0, result.output
     assert "base: 2 task(s)" in result.output and "control: 2 task(s)" in result.output
 
-    prompts_file = tmp_path / "tasks" / "analysis_prompts.jsonl"
-    prompts_file.write_text(prompts_file.read_text().replace('"one"', '"uno"'))
+    rewrite_prompts(tmp_path, "one", "uno")
     mossa = Path(sys.executable).parent / "mossa"
     proc = subprocess.run([mossa, "extract", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
@@ -343,7 +354,7 @@ import torch
 torch.set_num_threads(1)
 import mossa.store as store_mod
 from mossa.config import RunConfig
-from mossa.extraction import run_extraction
+from mossa.pipeline.extract import run_extraction
 from pathlib import Path
 
 writes = []

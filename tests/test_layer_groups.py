@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from mossa.analysis.layer_groups import find_layer_groups
+from mossa.analysis.layer_map import find_layer_groups
 
 L, T = 12, 8
 LAYERS = np.arange(1, L + 1)

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from mossa import pipeline
 from mossa.config import load_config
+from mossa.pipeline import runner as pipeline
 
 
 @pytest.fixture

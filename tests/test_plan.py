@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from mossa.config import load_config
-from mossa.plan import make_plan
+from mossa.pipeline.plan import make_plan
 from mossa.tasks import FLAN_TASK_CLUSTERS, UNSEEN_CLUSTER
 
 

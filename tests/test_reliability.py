@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import mossa_cmd, run_main
-from mossa import pipeline
+from mossa.pipeline import runner as pipeline
 
 pytestmark = pytest.mark.slow
 STAGES = ("tasks", "train", "evaluate", "extract", "analyze", "report")
@@ -231,14 +231,14 @@ def test_two_concurrent_runs_on_one_directory(smoke_env, tmp_path):
 
 
 def test_lock_of_a_killed_run_is_taken_over(tmp_path, capsys):
-    from mossa.run_lock import hold_run_lock
+    from mossa.run_dir import RunDir
 
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom mossa.run_lock import hold_run_lock\n"
-            f"with hold_run_lock({str(tmp_path)!r}):\n    print('held', flush=True)\n"
+            "import sys, time\nfrom mossa.run_dir import RunDir\n"
+            f"with RunDir({str(tmp_path)!r}).lock():\n    print('held', flush=True)\n"
             "    time.sleep(600)\n",
         ],
         stdout=subprocess.PIPE,
@@ -246,12 +246,12 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path, capsys):
     )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(ValueError, match=f"in use by pid {holder.pid}"):
-        with hold_run_lock(tmp_path):
+        with RunDir(tmp_path).lock():
             pass
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
-    with hold_run_lock(tmp_path):
-        with hold_run_lock(tmp_path):  # re-entrant in one process
+    with RunDir(tmp_path).lock():
+        with RunDir(tmp_path).lock():  # re-entrant in one process
             held = json.loads((tmp_path / ".lock").read_text())
             assert held["pid"] == os.getpid()
     assert "ended without releasing its lock" in capsys.readouterr().err
@@ -281,7 +281,7 @@ def test_full_disk_during_a_stage_gives_one_line_and_a_resumable_run(
 
 
 def test_atomic_writes_follow_the_umask(tmp_path):
-    from mossa.store import atomic_write_text
+    from mossa.io import atomic_write_text
 
     old = os.umask(0o027)
     try:

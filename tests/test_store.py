@@ -10,8 +10,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+import mossa.io as io_mod
 import mossa.store as store_mod
-from mossa.store import ActivationStore, atomic_write_bytes, atomic_write_text, prompt_hash
+from mossa.io import atomic_write_bytes, atomic_write_text
+from mossa.store import ActivationStore, prompt_hash
 
 PROMPTS = ["first prompt", "second", "a third, longer prompt", "x"]
 
@@ -136,7 +138,7 @@ def test_atomic_write_failure_keeps_old_file_and_leaves_no_temp(tmp_path, monkey
     def boom(fd):
         raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a write
 
-    monkeypatch.setattr(store_mod.os, "fsync", boom)
+    monkeypatch.setattr(io_mod.os, "fsync", boom)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(target, b"new content")
     assert target.read_text() == "old"

@@ -10,16 +10,8 @@ import pytest
 import torch
 
 from char_models import make_llama, make_tokenizer
-from mossa.evaluation import (
-    accuracy,
-    bleu,
-    eval_prompts,
-    evaluate_model,
-    generate_answers,
-    normalize_answer,
-    rouge_l,
-    score,
-)
+from mossa.inference.generation import eval_prompts, evaluate_model, generate_answers
+from mossa.inference.metrics import accuracy, bleu, normalize_answer, rouge_l, score
 from mossa.models.text_limits import max_chars
 from mossa.tasks import Example, Task, Template
 

@@ -14,8 +14,9 @@ import torch
 import mossa.training.data as data
 from mossa.config import TrainingConfig
 from mossa.models import load_base
+from mossa.models.lm import truncate_prompt
 from mossa.models.text_limits import clip_prompt, clip_target, max_chars
-from mossa.training.data import IGNORE_INDEX, batch_order, collate, encode_items, truncate_prompt
+from mossa.training.data import IGNORE_INDEX, batch_order, collate, encode_items
 from mossa.training.lora import attach_lora, linear_module_names
 from mossa.training.loss import target_only_loss
 

@@ -12,8 +12,9 @@ import pytest
 from peft import PeftModel
 from typer.testing import CliRunner
 
-import mossa.evaluation as evaluation
-import mossa.training.stage as stage
+import mossa.inference.generation as generation
+import mossa.pipeline.evaluate as evaluation
+import mossa.pipeline.train as stage
 from mossa.cli import app
 from mossa.config import (
     EvaluationConfig,
@@ -24,9 +25,9 @@ from mossa.config import (
     dump_config,
 )
 from mossa.models import load_base
+from mossa.pipeline.train import run_training
 from mossa.tasks import UNSEEN_CLUSTER, Example, Task, Template
 from mossa.training.loop import adapter_complete
-from mossa.training.stage import run_training
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -119,7 +120,7 @@ def test_a_diverging_control_fails_by_name_and_publishes_nothing(tmp_path, monke
 
     monkeypatch.setattr(stage, "train_lora", echo_diverges)
     with pytest.raises(
-        RuntimeError,
+        stage.TrainingFailed,
         match=r"1 training job\(s\) failed \(control:echo\); first error: ValueError: "
         r"job control:echo: (training|validation) loss is (nan|-?inf) at step \d+;",
     ):
@@ -168,7 +169,7 @@ def test_evaluation_switches_adapters_like_fresh_models(trained_run, monkeypatch
         answers.append(list(predictions))
         return float(len(answers))
 
-    monkeypatch.setattr(evaluation, "score", record)
+    monkeypatch.setattr(generation, "score", record)
     evaluation.run_evaluation(trained_run, cfg, TASKS)
     records = json.loads((trained_run / "eval" / "task_metrics.json").read_text())
     assert [(r["task"], r["cluster"], r["metric"]) for r in records] == [
@@ -182,13 +183,13 @@ def test_evaluation_switches_adapters_like_fresh_models(trained_run, monkeypatch
 
     ev = cfg.evaluation
     for i, task in enumerate(TASKS):
-        prompts, _ = evaluation.eval_prompts(task, ev.max_examples, cfg.seed)
+        prompts, _ = generation.eval_prompts(task, ev.max_examples, cfg.seed)
         fresh = []
         for adapter in (None, "sft", f"control__{task.name}"):
             model, tok = load_base(BASE)
             if adapter:
                 model = PeftModel.from_pretrained(model, trained_run / "adapters" / adapter)
-            out = evaluation.generate_answers(
+            out = generation.generate_answers(
                 model, tok, prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
                 max_length=cfg.model.max_length,
             )  # fmt: skip

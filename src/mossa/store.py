@@ -1,9 +1,4 @@
-"""Atomic file writes and the activation store.
-
-Every artifact of a run is written through :func:`atomic_write_bytes` /
-:func:`atomic_write_text`: the data goes to a temporary file in the target's directory
-and is moved into place with ``os.replace``, so a reader (or a resumed run) sees either
-the old file or the complete new one, never a half-written file.
+"""The activation store: hidden states per (model, task), written atomically, checked on read.
 
 The activation store keeps one safetensors file per (model, task) under
 ``RUN/activations/<model>/<task>.safetensors`` with a single tensor ``"hidden"`` of shape
@@ -19,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -28,11 +21,10 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
-from mossa.integrity import corrupt, read_json
+from mossa.io import TEMP_SUFFIX, atomic_write_bytes, atomic_write_text, corrupt, read_json
 
 TENSOR_KEY = "hidden"
 STORE_DTYPES = ("float32", "float16")
-TEMP_SUFFIX = ".tmp"
 STAGE = "extract"  # the pipeline stage that writes the store (named in rebuild hints)
 
 
@@ -42,39 +34,6 @@ def mossa_version() -> str:
         return version("mossa")
     except PackageNotFoundError:
         return "unknown"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename).
-
-    The parent directory is created when missing. On any error the temporary file is
-    removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-    # os.open with mode 0o666 lets the umask decide the permissions, as for any other file
-    # (tempfile.mkstemp would make every artifact private to its owner).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:  # a failed write (a full disk) names no file: name it
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically; see :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def prompt_hash(prompt: str) -> str:

@@ -21,13 +21,13 @@ store, task metrics) but its states are drawn so that the answers are known:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from mossa.config import AnalysisConfig, RunConfig, dump_config
-from mossa.store import ActivationStore, atomic_write_text
+from mossa.io import atomic_write_text
+from mossa.run_dir import RunDir
 from mossa.tasks import CLUSTERS, UNSEEN_CLUSTER
 
 
@@ -75,11 +75,11 @@ def make_synthetic_run(
     """
     if base_similarity not in ("none", "decreasing"):
         raise ValueError(f"base_similarity must be 'none' or 'decreasing', got {base_similarity!r}")
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     rng = np.random.default_rng(seed)
     analysis = analysis or AnalysisConfig(permutations=50, bootstrap=50, group_bootstrap=200)
     cfg = RunConfig(name="synthetic", seed=seed, analysis=analysis)
-    atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
+    atomic_write_text(run.config, dump_config(cfg))
 
     ramp = planted_weight(n_layers, boundaries) if boundaries else np.zeros(n_layers + 1)
     layers = np.arange(n_layers + 1)
@@ -96,7 +96,7 @@ def make_synthetic_run(
     names = [f"task{i:02d}" for i in range(n_tasks + n_unseen)]
     grade = rng.uniform(4.0, 14.0, size=len(names))
     quality = 0.55 + 0.45 * (grade - 4.0) / 10.0
-    store = ActivationStore(run_dir / "activations")
+    store = run.store()
     records, metrics = [], []
     for i, name in enumerate(names):
         seen = i < n_tasks
@@ -152,6 +152,9 @@ def make_synthetic_run(
                 "control": base_acc + 0.35,
             }
         )
-    atomic_write_text(run_dir / "tasks" / "tasks.json", json.dumps(records, indent=1) + "\n")
-    atomic_write_text(run_dir / "eval" / "task_metrics.json", json.dumps(metrics, indent=1) + "\n")
+    analysis_prompts = [
+        {"task": name, "prompt": f"{name} prompt {j}"} for name in names for j in range(n)
+    ]
+    run.write_tasks(records, analysis_prompts, suite=None)
+    run.write_task_metrics(metrics)
     return cfg

@@ -12,8 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from mossa.integrity import CorruptRunFile, corrupt, read_json, read_text
-from mossa.store import atomic_write_text
+from mossa.io import CorruptRunFile, atomic_write_text, corrupt, read_json, read_text
 
 STAGE = "analyze"  # the pipeline stage that writes RUN/tables (named in rebuild hints)
 

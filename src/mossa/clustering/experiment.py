@@ -28,7 +28,7 @@ from mossa.clustering.regex_tasks import generate_suite
 from mossa.clustering.report import ACCURACY_COLUMNS, ARI_COLUMNS, write_csv, write_report
 from mossa.clustering.tokens import WordTokenizer, encode_instances, sample_per_task
 from mossa.clustering.train import train_with_checkpoints
-from mossa.store import atomic_write_bytes, atomic_write_text
+from mossa.io import atomic_write_bytes, atomic_write_text
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from jinja2 import Environment
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from mossa.store import atomic_write_bytes, atomic_write_text
+from mossa.io import atomic_write_bytes, atomic_write_text
 
 SPLITS = ("train", "validation")
 # Visual estimate of the source paper's final validation ARI at its higher layers (its Fig. 1b,

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from mossa.analysis.tables import STAGE, read_table, read_table_json
-from mossa.config import RunConfig, load_config
-from mossa.integrity import corrupt, verify_checksums
+from mossa.config import RunConfig
+from mossa.io import corrupt, verify_checksums
+from mossa.run_dir import RunDir
 
 CKA_COLUMNS = ("cka", "cka_biased", "null_p95", "ci_low", "ci_high")
 MODELS = ("base", "sft")
@@ -72,32 +73,32 @@ def _grid(rows: list[dict], key: str, tasks: list[str], n_layers: int, models) -
 
 def load_run_data(run_dir: Path, cfg: RunConfig | None = None) -> RunData:
     """Read RUN/tables (written by ``mossa analyze``) and RUN/config.resolved.yaml."""
-    run_dir = Path(run_dir)
-    tables = run_dir / "tables"
+    run = RunDir(run_dir)
+    run_dir = run.root
     if cfg is None:
-        cfg = load_config(file=run_dir / "config.resolved.yaml")
-    verify_checksums(tables, stage=STAGE, run_dir=run_dir)
-    cka_rows = read_table(tables / "cka.csv", "cka")
+        cfg = run.read_config()
+    verify_checksums(run.tables_dir, stage=STAGE, run_dir=run_dir)
+    cka_rows = read_table(run.table("cka.csv"), "cka")
     if not cka_rows:
-        raise ValueError(f"{tables / 'cka.csv'} has no rows")
+        raise ValueError(f"{run.table('cka.csv')} has no rows")
     tasks = list(dict.fromkeys(r["task"] for r in cka_rows))
     n_layers = max(r["layer"] for r in cka_rows)
     cka = {}
     for column in CKA_COLUMNS:
         for model, grid in _grid(cka_rows, column, tasks, n_layers, MODELS).items():
             cka[(model, column)] = grid
-    pca_rows = read_table(tables / "pca_dims.csv", "pca_dims")
+    pca_rows = read_table(run.table("pca_dims.csv"), "pca_dims")
     pca_models = list(dict.fromkeys(r["model"] for r in pca_rows))
     pca = _grid(pca_rows, "dims99", tasks, n_layers, pca_models)
     correlations: dict = {}
-    for r in read_table(tables / "correlations.csv", "correlations"):
+    for r in read_table(run.table("correlations.csv"), "correlations"):
         r_arr, p_arr = correlations.setdefault(
             (r["model"], r["measure"]),
             (np.full(n_layers + 1, np.nan), np.full(n_layers + 1, np.nan)),
         )
         r_arr[r["layer"]], p_arr[r["layer"]] = r["pearson_r"], r["p_value"]
     clustering: dict = {}
-    for r in read_table(tables / "clustering.csv", "clustering"):
+    for r in read_table(run.table("clustering.csv"), "clustering"):
         ari, sil = clustering.setdefault(
             r["model"], (np.full(n_layers + 1, np.nan), np.full(n_layers + 1, np.nan))
         )
@@ -116,19 +117,19 @@ def load_run_data(run_dir: Path, cfg: RunConfig | None = None) -> RunData:
         pca=pca,
         correlations=correlations,
         clustering=clustering,
-        tsne=read_table(tables / "tsne.csv", "tsne") if (tables / "tsne.csv").exists() else [],
-        readability=read_table(tables / "readability.csv", "readability"),
-        metrics=read_table(tables / "task_metrics.csv", "task_metrics"),
-        groups=read_table_json(tables / "layer_groups.json"),
-        cross=_mean_cross(tables / "cka_cross_layer", [t for t in tasks if seen[t]]),
+        tsne=read_table(run.table("tsne.csv"), "tsne") if run.table("tsne.csv").exists() else [],
+        readability=read_table(run.table("readability.csv"), "readability"),
+        metrics=read_table(run.table("task_metrics.csv"), "task_metrics"),
+        groups=read_table_json(run.table("layer_groups.json")),
+        cross=_mean_cross(run, [t for t in tasks if seen[t]]),
     )
 
 
-def _mean_cross(folder: Path, tasks: list[str]) -> dict[str, np.ndarray]:
+def _mean_cross(run: RunDir, tasks: list[str]) -> dict[str, np.ndarray]:
     """Mean cross-layer CKA over ``tasks`` per model (NaN entries ignored)."""
     stacks: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
     for task in tasks:
-        path = folder / f"{task}.npz"
+        path = run.cross_layer(task)
         if not path.is_file():
             raise FileNotFoundError(f"cross-layer CKA of task {task!r} missing: {path}")
         try:
@@ -137,5 +138,5 @@ def _mean_cross(folder: Path, tasks: list[str]) -> dict[str, np.ndarray]:
                     stacks[model].append(data[model])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             problem = f"not a readable cross-layer CKA archive ({exc!r})"
-            raise corrupt(path, problem, STAGE, folder.parent.parent) from None
+            raise corrupt(path, problem, STAGE, run.root) from None
     return {m: np.nanmean(np.stack(v), axis=0) for m, v in stacks.items() if v}

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from mossa.analysis.paper import paper_groups  # noqa: E402
+from mossa.io import atomic_write_bytes  # noqa: E402
 from mossa.report.data import RunData, cluster_name  # noqa: E402
-from mossa.store import atomic_write_bytes  # noqa: E402
 
 COLORS = {"base": "#4C72B0", "sft": "#DD8452", "control": "#55A868"}
 LABELS = {"base": "base", "sft": "SFT", "control": "control"}

@@ -12,6 +12,7 @@ from jinja2 import Environment, PackageLoader
 from mossa.report.data import RunData, cluster_name
 from mossa.report.figures import FIGURES
 from mossa.report.readings import READINGS, paper_comparison, working_groups
+from mossa.run_dir import RunDir
 from mossa.store import mossa_version
 
 CAPTIONS = {
@@ -87,7 +88,7 @@ def setup_facts(data: RunData) -> list[tuple[str, str]]:
             f"bootstrap resamples, {cfg.analysis.group_bootstrap} layer-map bootstrap draws",
         ),
     ]
-    manifest = data.run_dir / "manifest.json"
+    manifest = RunDir(data.run_dir).manifest
     if manifest.is_file():
         stages = json.loads(manifest.read_text(encoding="utf-8")).get("stages", {})
         times = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in stages.items() if "seconds" in v)
@@ -169,5 +170,5 @@ def render_html(data: RunData, figure_paths: dict[str, Path]) -> str:
         cka_table=_cka_table(data),
         metrics=metrics,
         version=mossa_version(),
-        tables_dir=str(data.run_dir / "tables"),
+        tables_dir=str(RunDir(data.run_dir).tables_dir),
     )

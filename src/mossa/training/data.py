@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mossa.models.lm import truncate_prompt
 from mossa.models.text_limits import clip_prompt, clip_target
 
 IGNORE_INDEX = -100
@@ -38,26 +39,6 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def truncate_prompt(ids: Sequence[int], budget: int, bos_id: int | None) -> list[int]:
-    """Keep the last ``budget`` prompt tokens, and a leading BOS token when there is one.
-
-    Parameters
-    ----------
-    ids : sequence of int
-        Prompt token ids as the tokenizer returned them.
-    budget : int
-        Number of prompt tokens that fit (>= 1).
-    bos_id : int or None
-        The tokenizer's BOS id; kept in front when ``ids`` starts with it.
-    """
-    ids = list(ids)
-    if len(ids) <= budget:
-        return ids
-    if bos_id is not None and ids and ids[0] == bos_id and budget > 1:
-        return [ids[0], *ids[len(ids) - budget + 1 :]]
-    return ids[len(ids) - budget :]
 
 
 def target_ids(prompt_ids: list[int], full_ids: list[int], alone_ids: list[int]) -> list[int]:
@@ -174,9 +155,3 @@ def collate(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]
         mask[row, : len(e)] = 1
         labels[row, e.n_prompt : len(e)] = ids[e.n_prompt :]
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
-
-
-def pad_id_of(tokenizer) -> int:
-    """The pad id to use: the tokenizer's pad token, else its EOS (masked out anyway)."""
-    pad = tokenizer.pad_token_id
-    return pad if pad is not None else tokenizer.eos_token_id

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mossa.config import RunConfig
+from mossa.run_dir import SFT, control_adapter
 
-SFT = "sft"
 CONTROL_PREFIX = "control:"
 
 
@@ -37,7 +37,7 @@ def adapter_dir_name(job_name: str) -> str:
     if job_name == SFT:
         return SFT
     if job_name.startswith(CONTROL_PREFIX):
-        return "control__" + job_name[len(CONTROL_PREFIX) :]
+        return control_adapter(job_name[len(CONTROL_PREFIX) :])
     raise ValueError(f"job name must be 'sft' or 'control:<task>', got {job_name!r}")
 
 

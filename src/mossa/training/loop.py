@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from mossa.config import TrainingConfig
-from mossa.integrity import CHECKSUM_FILE, checksums_match, verify_checksums, write_checksums
-from mossa.training.data import batch_order, collate, encode_items, pad_id_of
+from mossa.io import CHECKSUM_FILE, checksums_match, verify_checksums, write_checksums
+from mossa.models.lm import pad_id
+from mossa.training.data import batch_order, collate, encode_items
 from mossa.training.lora import attach_lora, check_target_modules, save_adapter
 from mossa.training.loss import target_only_loss
 
@@ -308,7 +309,7 @@ def train_lora(
     sep = training.target_separator
     train = encode_items(train_items, tokenizer, max_length, sep)
     val = encode_items(val_items, tokenizer, max_length, sep)
-    pad_id = pad_id_of(tokenizer)
+    pad = pad_id(tokenizer)
     lengths = [len(e) for e in train]
     fingerprint = _fingerprint(training, steps, seed, max_length, len(train))
 
@@ -332,7 +333,7 @@ def train_lora(
             if state.position == len(order):
                 state.epoch, state.position = state.epoch + 1, 0
                 order = batch_order(lengths, training.batch_size, seed, state.epoch)
-            batch = collate([train[i] for i in order[state.position]], pad_id)
+            batch = collate([train[i] for i in order[state.position]], pad)
             state.position += 1
 
             t0 = time.perf_counter()
@@ -349,7 +350,7 @@ def train_lora(
             }
 
             if val and (state.step % training.eval_every == 0 or state.step == steps):
-                v = validation_loss(model, val, training.batch_size, pad_id)
+                v = validation_loss(model, val, training.batch_size, pad)
                 _require_finite(v, "validation loss", name, state.step)
                 row["val_loss"] = f"{v:.6f}"
                 if v < state.best_val:

@@ -12,15 +12,16 @@ import functools
 from pathlib import Path
 
 from mossa.config import RunConfig
-from mossa.executors import run_jobs
+from mossa.pipeline.executors import run_jobs
+from mossa.pipeline.tasks import load_run_tasks
+from mossa.run_dir import RunDir
 from mossa.training.jobs import SFT, Job, plan_jobs
 from mossa.training.loop import adapter_complete, train_lora, validate_training_inputs
 from mossa.training.lora import check_target_modules
 
 
-def adapters_dir(run_dir: Path) -> Path:
-    """``RUN/adapters``."""
-    return Path(run_dir) / "adapters"
+class TrainingFailed(ValueError):
+    """Some training jobs failed; the message names them and the first error."""
 
 
 def check_base(base_path: Path, cfg: RunConfig) -> None:
@@ -96,7 +97,7 @@ def run_training(
     only : list of str, optional
         Job names (``"sft"``, ``"control:<task>"``) to restrict to.
     raise_on_failure : bool
-        Raise RuntimeError after all jobs ran when any failed (default), else just
+        Raise TrainingFailed after all jobs ran when any failed (default), else just
         report the failure in the returned records.
 
     Returns
@@ -122,7 +123,7 @@ def run_training(
         raise ValueError(f"model.base={cfg.model.base!r}: {exc}") from None
     check_base(base_path, cfg)
 
-    out_root = adapters_dir(run_dir)
+    out_root = RunDir(run_dir).adapters_dir
     out_root.mkdir(parents=True, exist_ok=True)
     pending = [j for j in jobs if not adapter_complete(out_root / j.dir_name)]
     in_process = cfg.executor.kind == "local" and cfg.executor.workers == 1
@@ -151,8 +152,25 @@ def run_training(
     failed = [rec for rec in records if rec["status"] == "failed"]
     if failed and raise_on_failure:
         last_line = failed[0]["error"].strip().splitlines()[-1]
-        raise RuntimeError(
+        raise TrainingFailed(
             f"{len(failed)} training job(s) failed ({', '.join(r['name'] for r in failed)}); "
             f"first error: {last_line}"
         )
     return records
+
+
+def run(run_dir: Path, cfg: RunConfig, *, jobs: list[str] | None = None, on_records=None) -> None:
+    """The train stage: every adapter the run lacks (only ``jobs`` when given).
+
+    The suite is rebuilt from the config and checked against the one the tasks stage
+    froze. ``on_records`` receives the per-job records (see :func:`run_training`) before
+    a failure is raised, so a command can show every job's outcome.
+    """
+    tasks = load_run_tasks(cfg)
+    RunDir(run_dir).check_suite(tasks)
+    records = run_training(run_dir, cfg, tasks, only=jobs, raise_on_failure=on_records is None)
+    if on_records is not None:
+        on_records(records)
+        failed = [r["name"] for r in records if r["status"] == "failed"]
+        if failed:
+            raise TrainingFailed(f"{len(failed)} training job(s) failed: {', '.join(failed)}")

@@ -13,6 +13,7 @@ alone refuses its outputs, and the next ``mossa run`` resumes it in place.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 import time
@@ -24,88 +25,44 @@ import yaml
 from rich.console import Console
 
 from mossa.config import RunConfig, dump_config
-from mossa.integrity import CorruptRunFile, read_json
-from mossa.run_lock import hold_run_lock
-from mossa.store import atomic_write_text
+from mossa.io import CorruptRunFile, atomic_write_text, read_json
+from mossa.run_dir import RunDir
 
 console = Console(stderr=True)
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One pipeline stage: its config dependencies, the outputs it owns, and its runner."""
+    """One pipeline stage: its config dependencies, the outputs it owns, and its runner.
+
+    ``run(run_dir, cfg, **options)`` is the ``run`` function of the stage's module in
+    :mod:`mossa.pipeline` (imported when the stage runs, so a command that runs one stage
+    does not import the others' libraries).
+    """
 
     name: str
     sections: tuple[str, ...]
     outputs: tuple[str, ...]
-    run: Callable[[Path, RunConfig], None]
+    run: Callable[..., None]
 
 
-def _run_tasks(run_dir: Path, cfg: RunConfig) -> None:
-    from mossa.task_stage import write_task_artifacts
+def _stage_module(module: str) -> Callable[..., None]:
+    def run(run_dir: Path, cfg: RunConfig, **options) -> None:
+        importlib.import_module(f"mossa.pipeline.{module}").run(run_dir, cfg, **options)
 
-    write_task_artifacts(run_dir, cfg)
-
-
-def _run_training(run_dir: Path, cfg: RunConfig) -> None:
-    from mossa.task_stage import load_run_tasks
-    from mossa.training.stage import run_training
-
-    run_training(run_dir, cfg, load_run_tasks(cfg))
+    run.__name__ = f"mossa.pipeline.{module}.run"
+    return run
 
 
-def _run_evaluation(run_dir: Path, cfg: RunConfig) -> None:
-    from mossa.evaluation import run_evaluation
-    from mossa.task_stage import load_run_tasks
-
-    run_evaluation(run_dir, cfg, load_run_tasks(cfg))
-
-
-def _run_extraction(run_dir: Path, cfg: RunConfig) -> None:
-    from mossa.extraction import run_extraction
-
-    run_extraction(run_dir, cfg)
-
-
-def _run_analysis(run_dir: Path, cfg: RunConfig) -> None:
-    from mossa.analysis.stage import run_analysis
-
-    run_analysis(run_dir, cfg)
-
-
-def _run_report(run_dir: Path, cfg: RunConfig) -> None:
-    from mossa.report.stage import run_report
-
-    run_report(run_dir, cfg)
-
-
+_TRAINED = ("seed", "tasks", "model", "training")
+_ANALYSED = (*_TRAINED, "evaluation", "extraction", "analysis")
 STAGES: tuple[Stage, ...] = (
-    Stage("tasks", ("seed", "tasks"), ("tasks",), _run_tasks),
-    Stage("train", ("seed", "tasks", "model", "training"), ("adapters",), _run_training),
-    Stage(
-        "evaluate",
-        ("seed", "tasks", "model", "training", "evaluation"),
-        ("eval",),
-        _run_evaluation,
-    ),
-    Stage(
-        "extract",
-        ("seed", "tasks", "model", "training", "extraction"),
-        ("activations",),
-        _run_extraction,
-    ),
-    Stage(
-        "analyze",
-        ("seed", "tasks", "model", "training", "evaluation", "extraction", "analysis"),
-        ("tables",),
-        _run_analysis,
-    ),
-    Stage(
-        "report",
-        ("seed", "tasks", "model", "training", "evaluation", "extraction", "analysis"),
-        ("figures", "report.html"),
-        _run_report,
-    ),
+    Stage("tasks", ("seed", "tasks"), ("tasks",), _stage_module("tasks")),
+    Stage("train", _TRAINED, ("adapters",), _stage_module("train")),
+    Stage("evaluate", (*_TRAINED, "evaluation"), ("eval",), _stage_module("evaluate")),
+    Stage("extract", (*_TRAINED, "extraction"), ("activations",), _stage_module("extract")),
+    Stage("analyze", _ANALYSED, ("tables",), _stage_module("analyze")),
+    Stage("report", _ANALYSED, ("figures", "report.html"), _stage_module("report")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -119,7 +76,7 @@ def stage_hash(cfg: RunConfig, stage: Stage) -> str:
 
 def read_manifest(run_dir: Path) -> dict:
     """RUN/manifest.json: per stage its input hash, status and time (empty when new)."""
-    path = run_dir / "manifest.json"
+    path = RunDir(run_dir).manifest
     if not path.exists():
         return {"stages": {}}
     try:
@@ -143,7 +100,7 @@ def finished(manifest: dict, cfg: RunConfig, stage: Stage) -> bool:
 
 
 def _write_manifest(run_dir: Path, manifest: dict) -> None:
-    atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(RunDir(run_dir).manifest, json.dumps(manifest, indent=2) + "\n")
 
 
 def _clear_outputs(run_dir: Path, stage: Stage) -> None:
@@ -169,7 +126,7 @@ def check_same_config(run_dir: Path, cfg: RunConfig) -> None:
     if not changed:
         return
     first = next(s for s in STAGES if s.name == changed[0])
-    old_path = run_dir / "config.resolved.yaml"
+    old_path = RunDir(run_dir).config
     differing = list(first.sections)
     try:
         old = yaml.safe_load(old_path.read_text(encoding="utf-8")) or {}
@@ -232,6 +189,7 @@ def run_pipeline(
     force: bool = False,
     only: str | None = None,
     redo: str | None = None,
+    options: dict | None = None,
 ) -> dict:
     """Run every stage that is not finished with the same inputs (or just ``only``).
 
@@ -239,12 +197,15 @@ def run_pipeline(
     before anything is touched (see :func:`check_same_config`). ``only`` runs one stage,
     and only when every earlier stage is finished. ``redo`` runs a finished stage again
     (it resumes, rebuilding what is missing or damaged) and every later one. The run
-    directory is locked for the whole call (see :mod:`mossa.run_lock`). A stage that
-    raises is recorded as failed, so no later stage or command uses its outputs.
+    directory is locked for the whole call (see :meth:`mossa.run_dir.RunDir.lock`). A
+    stage that raises is recorded as failed, so no later stage or command uses its
+    outputs. ``options`` are passed to the ``only`` stage's ``run`` (e.g. ``force``).
     """
     _check_stage_name(only, "only")
+    if options and only is None:
+        raise ValueError("stage options need a single stage (only=...)")
     _check_stage_name(redo, "--redo")
-    with hold_run_lock(run_dir):
+    with RunDir(run_dir).lock():
         if not force:
             check_same_config(run_dir, cfg)
         if only is not None:
@@ -253,7 +214,7 @@ def run_pipeline(
             import torch
 
             torch.set_num_threads(cfg.executor.threads)
-        atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
+        atomic_write_text(RunDir(run_dir).config, dump_config(cfg))
         manifest = read_manifest(run_dir)
         for stage, action in plan_stages(run_dir, cfg, redo=redo):
             if only is not None and stage.name != only:
@@ -261,11 +222,11 @@ def run_pipeline(
             if action == "skip" and only is None:
                 console.print(f"[dim]{stage.name}: finished, inputs unchanged: skipped[/dim]")
                 continue
-            _run_stage(run_dir, cfg, stage, manifest)
+            _run_stage(run_dir, cfg, stage, manifest, options or {})
     return manifest
 
 
-def _run_stage(run_dir: Path, cfg: RunConfig, stage: Stage, manifest: dict) -> None:
+def _run_stage(run_dir: Path, cfg: RunConfig, stage: Stage, manifest: dict, options: dict) -> None:
     """Run one stage, recording it in the manifest as running, then done or failed."""
     stages = manifest["stages"]
     h = stage_hash(cfg, stage)
@@ -278,7 +239,7 @@ def _run_stage(run_dir: Path, cfg: RunConfig, stage: Stage, manifest: dict) -> N
     console.print(f"[bold]{stage.name}[/bold] ...")
     t0 = time.perf_counter()
     try:
-        stage.run(run_dir, cfg)
+        stage.run(run_dir, cfg, **options)
     except BaseException as exc:
         stages[stage.name] = {"hash": h, "status": "failed", "error": _one_line(exc)}
         _write_manifest(run_dir, manifest)

@@ -1,21 +1,61 @@
-"""Integrity of run files: checksums, and one-line errors that say how to rebuild a file.
+"""File I/O shared by every stage: atomic writes, checksums, and readers of run files.
 
-Every file a stage writes into a run directory is read back by a later stage. When one
-is unreadable or damaged (truncated, garbled, not UTF-8, the wrong JSON shape, bytes that
-no longer match their checksum), the reader raises :class:`CorruptRunFile`: a ValueError
-whose one-line message names the file, what is wrong, and the command that rebuilds it,
-so the CLI reports it and exits 2 instead of analysing damaged numbers or printing a
-traceback.
+Every artifact of a run is written through :func:`atomic_write_bytes` /
+:func:`atomic_write_text`: the data goes to a temporary file in the target's directory
+and is moved into place with ``os.replace``, so a reader (or a resumed run) sees either
+the old file or the complete new one, never a half-written file. Files follow the umask.
+
+Every file a stage writes is read back by a later stage. When one is unreadable or
+damaged (truncated, garbled, not UTF-8, the wrong JSON shape, bytes that no longer match
+their checksum), the reader raises :class:`CorruptRunFile`: a ValueError whose one-line
+message names the file, what is wrong, and the command that rebuilds it, so the CLI
+reports it and exits 2 instead of analysing damaged numbers or printing a traceback.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 from pathlib import Path
 
+TEMP_SUFFIX = ".tmp"
 CHECKSUM_FILE = "checksums.json"
 _CHUNK = 1 << 20
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename).
+
+    The parent directory is created when missing. On any error the temporary file is
+    removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    # os.open with mode 0o666 lets the umask decide the permissions, as for any other file
+    # (tempfile.mkstemp would make every artifact private to its owner).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write (a full disk) names no file: name it
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically; see :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class CorruptRunFile(ValueError):
@@ -77,8 +117,6 @@ def write_checksums(folder: Path, names: list[str]) -> None:
 
     Names are paths relative to ``folder`` (sub-folders allowed).
     """
-    from mossa.store import atomic_write_text  # store imports this module
-
     folder = Path(folder)
     sums = {name: sha256_file(folder / name) for name in sorted(names)}
     atomic_write_text(folder / CHECKSUM_FILE, json.dumps(sums, indent=1) + "\n")

@@ -16,24 +16,23 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from mossa.analysis import clustering, embeddings, mossa_tables, readability, spectral
-from mossa.analysis.layer_groups import find_layer_groups
+from mossa.analysis import cka_tables, correlations, embeddings, kmeans, pca
+from mossa.analysis.layer_map import find_layer_groups
 from mossa.analysis.tables import write_json, write_table
 from mossa.config import RunConfig
-from mossa.integrity import CHECKSUM_FILE, corrupt, read_json, write_checksums
+from mossa.io import CHECKSUM_FILE, atomic_write_bytes, corrupt, write_checksums
+from mossa.run_dir import RunDir
 from mossa.similarity import DegenerateInputWarning
-from mossa.store import ActivationStore, atomic_write_bytes
-from mossa.task_stage import read_tasks
+from mossa.store import ActivationStore
 
 CONTROL = "control"
 
 
-def read_task_metrics(run_dir: Path) -> list[dict]:
+def read_task_metrics(run: RunDir) -> list[dict]:
     """Rows of task_metrics.csv from RUN/eval/task_metrics.json (empty when not evaluated)."""
-    path = Path(run_dir) / "eval" / "task_metrics.json"
-    if not path.is_file():
+    records = run.read_task_metrics()
+    if records is None:
         return []
-    records = read_json(path, list, stage="evaluate", run_dir=run_dir)
 
     def num(v):
         return math.nan if v is None else float(v)
@@ -49,14 +48,14 @@ def read_task_metrics(run_dir: Path) -> list[dict]:
         ]
     except (KeyError, TypeError, ValueError) as exc:
         problem = f"expected records with task, metric and numeric scores ({exc!r})"
-        raise corrupt(path, problem, "evaluate", run_dir) from None
+        raise corrupt(run.task_metrics, problem, "evaluate", run.root) from None
 
 
 def _load_aligned(store: ActivationStore, task: str) -> dict[str, np.ndarray]:
     """base, sft and control states of ``task``, each file read once, rows checked aligned."""
-    loaded = {m: store.load(m, task) for m in (*mossa_tables.MODELS, CONTROL)}
+    loaded = {m: store.load(m, task) for m in (*cka_tables.MODELS, CONTROL)}
     reference = loaded[CONTROL][1]
-    for model in mossa_tables.MODELS:
+    for model in cka_tables.MODELS:
         manifest = loaded[model][1]
         for field, what in (("prompt_hashes", "prompts in the same order"), ("pooling", "pooling")):
             if manifest.get(field) != reference.get(field):
@@ -73,25 +72,25 @@ def _load_aligned(store: ActivationStore, task: str) -> dict[str, np.ndarray]:
 
 
 def _analyze_task(
-    store: ActivationStore, task: dict, cfg: RunConfig, out: Path
+    store: ActivationStore, task: dict, cfg: RunConfig, run: RunDir
 ) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
     """One task: its states, cka.csv and pca_dims.csv rows; writes its cross-layer matrices."""
     name = task["name"]
     states = _load_aligned(store, name)
     n = states[CONTROL].shape[1]
     cka_rows, cross = [], {}
-    for model in mossa_tables.MODELS:
-        seed = mossa_tables.pair_seed(cfg.seed, model, name)
-        result = mossa_tables.compare_to_control(
+    for model in cka_tables.MODELS:
+        seed = cka_tables.pair_seed(cfg.seed, model, name)
+        result = cka_tables.compare_to_control(
             states[model], states[CONTROL], analysis=cfg.analysis, seed=seed
         )
-        cka_rows.extend(mossa_tables.cka_rows(model, task, result, n))
+        cka_rows.extend(cka_tables.cka_rows(model, task, result, n))
         cross[model] = result["cross_layer"]
-    _save_npz(out / "cka_cross_layer" / f"{name}.npz", cross)
+    _save_npz(run.cross_layer(name), cross)
     pca_rows = [
         row
         for model, hidden in states.items()
-        for row in spectral.pca_rows(model, name, hidden, cfg.analysis.pca_variance)
+        for row in pca.pca_rows(model, name, hidden, cfg.analysis.pca_variance)
     ]
     return states, cka_rows, pca_rows
 
@@ -111,19 +110,19 @@ def _collect_degenerate(found: list[str], task: str):
 
 def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
     """Write every table of RUN/tables (see docs/analysis.md) for the run in ``run_dir``."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     acfg = cfg.analysis
-    tasks = read_tasks(run_dir)
-    store = ActivationStore(run_dir / "activations")
-    out = run_dir / "tables"
+    tasks = run.read_tasks()
+    store = run.store()
+    out = run.tables_dir
     cka_rows, pca_rows, degenerate = [], [], []
-    kept: dict[str, list[np.ndarray]] = {m: [] for m in mossa_tables.MODELS}
+    kept: dict[str, list[np.ndarray]] = {m: [] for m in cka_tables.MODELS}
     labels: list[str] = []
     row_tasks: list[str] = []
     n_layers = None
     for task in tqdm(tasks, desc="analyze", unit="task"):
         with _collect_degenerate(degenerate, task["name"]):
-            states, task_cka, task_pca = _analyze_task(store, task, cfg, out)
+            states, task_cka, task_pca = _analyze_task(store, task, cfg, run)
         cka_rows.extend(task_cka)
         pca_rows.extend(task_pca)
         depth = states[CONTROL].shape[0] - 1
@@ -131,7 +130,7 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
             raise ValueError(f"task {task['name']!r} has {depth} layers, earlier tasks {n_layers}")
         n_layers = depth
         if task["seen"]:
-            for model in mossa_tables.MODELS:
+            for model in cka_tables.MODELS:
                 kept[model].append(states[model])
             labels.extend([task["cluster"]] * states[CONTROL].shape[1])
             row_tasks.extend([task["name"]] * states[CONTROL].shape[1])
@@ -145,11 +144,11 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
 
     write_table(out / "cka.csv", "cka", cka_rows)
     write_table(out / "pca_dims.csv", "pca_dims", pca_rows)
-    write_table(out / "readability.csv", "readability", readability.readability_rows(tasks))
+    write_table(out / "readability.csv", "readability", correlations.readability_rows(tasks))
     write_table(
-        out / "correlations.csv", "correlations", readability.correlation_rows(cka_rows, tasks)
+        out / "correlations.csv", "correlations", correlations.correlation_rows(cka_rows, tasks)
     )
-    write_table(out / "task_metrics.csv", "task_metrics", read_task_metrics(run_dir))
+    write_table(out / "task_metrics.csv", "task_metrics", read_task_metrics(run))
     groups = layer_map(cka_rows, tasks, n_layers, acfg.group_bootstrap, cfg.seed)
     write_json(out / "layer_groups.json", groups)
 
@@ -159,7 +158,7 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
     # scikit-learn's OpenMP threads spin-wait; next to numpy's and torch's thread pools on a
     # busy machine that made k-means and t-SNE 20-100x slower. One OpenMP thread is fast.
     with threadpool_limits(limits=1, user_api="openmp"):
-        ari = clustering.clustering_rows(stacked, np.array(labels), seed=cfg.seed)
+        ari = kmeans.clustering_rows(stacked, np.array(labels), seed=cfg.seed)
         tsne = embeddings.tsne_rows(
             stacked, row_tasks, labels, layers, perplexity=acfg.tsne_perplexity, seed=cfg.seed
         )
@@ -180,8 +179,7 @@ def layer_map(
     """layer_groups.json: the map from debiased CKA, plus the same fit on biased CKA."""
     seen = [t["name"] for t in tasks if t["seen"]]
     diffs = {
-        c: mossa_tables.difference_matrix(cka_rows, seen, n_layers, c)
-        for c in ("cka", "cka_biased")
+        c: cka_tables.difference_matrix(cka_rows, seen, n_layers, c) for c in ("cka", "cka_biased")
     }
     # A task with an undefined CKA (a layer whose states do not vary) cannot enter the map.
     usable = np.isfinite(diffs["cka"]).all(axis=1) & np.isfinite(diffs["cka_biased"]).all(axis=1)
@@ -204,3 +202,8 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def run(run_dir: Path, cfg: RunConfig) -> None:
+    """The analyze stage."""
+    run_analysis(run_dir, cfg)

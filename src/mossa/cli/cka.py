@@ -31,7 +31,7 @@ def cka_command(
     ] = False,
 ) -> None:
     """Print CKA between A and B: one value for [n, d] files, one per layer for [L, n, d]."""
-    from mossa.activations_io import load_activations
+    from mossa.similarity.files import load_activations
 
     x, y = load_activations(a), load_activations(b)
     from mossa.similarity import cka  # torch: imported only once both files are valid

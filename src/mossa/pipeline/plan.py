@@ -81,7 +81,7 @@ def base_size(cfg: RunConfig) -> dict[str, float]:
 def count_tasks(cfg: RunConfig) -> tuple[int, int, str]:
     """(seen, total) task counts: from the suite when it loads here, else from Flan's Table 1."""
     try:
-        from mossa.task_stage import load_run_tasks
+        from mossa.pipeline.tasks import load_run_tasks
 
         tasks = load_run_tasks(cfg)
         return sum(t.seen for t in tasks), len(tasks), "suite"

@@ -50,18 +50,19 @@ def run(
     if dry_run:
         _print_plan(run_dir, cfg, json_out, redo)
         return
-    from mossa.pipeline import run_pipeline
+    from mossa.pipeline.runner import run_pipeline
+    from mossa.run_dir import RunDir
 
     run_pipeline(run_dir, cfg, force=force, redo=redo)
-    typer.echo(f"report: {run_dir / 'report.html'}")
+    typer.echo(f"report: {RunDir(run_dir).report}")
 
 
 def _print_plan(run_dir: Path, cfg, json_out: bool, redo: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mossa.pipeline import changed_stages, plan_stages
-    from mossa.plan import make_plan
+    from mossa.pipeline.plan import make_plan
+    from mossa.pipeline.runner import changed_stages, plan_stages
 
     plan = make_plan(cfg)
     plan["stages"] = {s.name: a for s, a in plan_stages(run_dir, cfg, redo=redo)}

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy.stats import pearsonr
 
-from mossa.analysis.mossa_tables import MODELS
+from mossa.analysis.cka_tables import MODELS
 
 MEASURES = {
     "flesch_kincaid": "flesch_kincaid",

@@ -1,6 +1,6 @@
 """The ``mossa`` command.
 
-Each area of mossa keeps its own commands in a ``cli_<area>`` module exposing
+Each area of mossa keeps its own commands in a ``mossa.cli.<area>`` module exposing
 ``register(app)``; this module only assembles them and turns bad input (ValueError) and
 unwritable or full disks into a one-line message and exit code 2, the way users expect
 from a CLI.
@@ -23,14 +23,12 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES = [
-    "mossa.cli_analysis",
-    "mossa.cli_cka",
-    "mossa.cli_clustering",
-    "mossa.cli_extract",
-    "mossa.cli_models",
-    "mossa.cli_run",
-    "mossa.cli_tasks",
-    "mossa.cli_train",
+    "mossa.cli.cka",
+    "mossa.cli.clustering",
+    "mossa.cli.models",
+    "mossa.cli.run",
+    "mossa.cli.stages",
+    "mossa.cli.tasks",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,5 @@
+"""`python -m mossa.cli`: the mossa command."""
+
+from mossa.cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""The evaluate stage: task metrics of the base model, the SFT model and each task's control.
+
+Each model answers the task's test prompts by greedy decoding and is scored with the task's
+metric (see :mod:`mossa.inference`). The base is loaded once; the SFT adapter and the
+controls are switched in place on it. Writes ``RUN/eval/task_metrics.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mossa.config import RunConfig
+from mossa.inference.generation import evaluate_model
+from mossa.models import lm
+from mossa.run_dir import SFT, RunDir, control_adapter
+from mossa.training.loop import check_adapter
+
+
+def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
+    """Evaluate base, SFT and each task's control; write ``RUN/eval/task_metrics.json``.
+
+    Records: ``{"task", "cluster", "metric", "base", "sft", "control"}`` per task;
+    ``control`` is null for a task without a control adapter (``controls: seen``).
+    """
+    from tqdm.auto import tqdm
+
+    from mossa.models import load_base, resolve_base
+
+    run = RunDir(run_dir)
+    run.check_suite(tasks)
+    controls = [t for t in tasks if t.seen or cfg.training.controls == "all"]
+    for name in [SFT, *(control_adapter(t.name) for t in controls)]:
+        check_adapter(run.adapter(name), run.root)
+    base_path = resolve_base(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code)
+    base, tokenizer = load_base(base_path, trust_remote_code=cfg.model.trust_remote_code)
+    ev = cfg.evaluation
+    kwargs = {
+        "max_examples": ev.max_examples,
+        "max_new_tokens": ev.max_new_tokens,
+        "batch_size": ev.batch_size,
+        "seed": cfg.seed,
+        "max_length": cfg.model.max_length,
+    }
+    slot = lm.AdapterSlot(base)
+    has_control = {t.name for t in controls}
+    records = []
+    for task in tqdm(tasks, desc="evaluate"):
+        record = {"task": task.name, "cluster": task.cluster, "metric": task.metric}
+        slot.use(SFT, run.adapter(SFT))
+        with slot.disabled() as model:
+            record["base"] = evaluate_model(model, tokenizer, task, **kwargs)
+        record["sft"] = evaluate_model(slot.peft, tokenizer, task, **kwargs)
+        record["control"] = None
+        if task.name in has_control:
+            name = control_adapter(task.name)
+            model = slot.use(name, run.adapter(name))
+            record["control"] = evaluate_model(model, tokenizer, task, **kwargs)
+        records.append(record)
+    run.write_task_metrics(records)
+
+
+def run(run_dir: Path, cfg: RunConfig) -> None:
+    """The evaluate stage (the suite is rebuilt from the config and checked)."""
+    from mossa.pipeline.tasks import load_run_tasks
+
+    run_evaluation(run_dir, cfg, load_run_tasks(cfg))

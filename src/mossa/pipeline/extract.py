@@ -1,0 +1,211 @@
+"""The extract stage: hidden states of every task's analysis prompts into RUN/activations.
+
+For the base model, the SFT model and the controls (each task's own, and with
+``extraction.cross_task`` every control on every other task). The base model is loaded
+once; the SFT adapter and the controls are switched in place on it
+(:class:`mossa.models.lm.AdapterSlot`). Finished entries whose manifest matches the run
+are skipped, so an interrupted extraction resumes; damaged ones are recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mossa.config import RunConfig
+from mossa.inference.hidden_states import (
+    LAYER_CONVENTION,
+    context_limit,
+    model_shape,
+    states_from_ids,
+    warn_truncated,
+)
+from mossa.io import verify_checksums
+from mossa.models import lm
+from mossa.run_dir import SFT, RunDir, control_adapter
+from mossa.store import ActivationStore, prompt_hash
+
+
+def _adapter_sha256(adapter_dir: Path, run_dir: Path) -> str:
+    """Identity of an adapter's weights and config, after checking them against the
+    checksums its training wrote (a damaged adapter is never run)."""
+    weights = adapter_dir / "adapter_model.safetensors"
+    config = adapter_dir / "adapter_config.json"
+    for f in (weights, config):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: run the training stage first (mossa run)")
+    verify_checksums(adapter_dir, stage="train", run_dir=run_dir)
+    digest = hashlib.sha256()
+    for f in (config, weights):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def plan_jobs(tasks: list[dict], *, controls: str, cross_task: bool) -> list[tuple]:
+    """(adapter, store model, task) triples, grouped by adapter: base, sft, then controls.
+
+    ``adapter`` is None for the base model, ``"sft"`` or ``"control__<task>"``. A task's
+    own control is stored as model ``"control"``; with ``cross_task`` every control is
+    also run on every other task and stored as ``"control__<its task>"``. With
+    ``controls == "seen"`` only seen tasks have a control.
+    """
+    names = [t["name"] for t in tasks]
+    jobs = [(None, "base", t) for t in names] + [(SFT, SFT, t) for t in names]
+    for t in tasks:
+        if controls == "seen" and not t.get("seen", True):
+            continue
+        adapter = control_adapter(t["name"])
+        jobs.append((adapter, "control", t["name"]))
+        if cross_task:
+            jobs.extend((adapter, adapter, other) for other in names if other != t["name"])
+    return jobs
+
+
+_CHECKED_BEFORE_LOAD = ("prompt_hashes", "base", "adapter", "adapter_sha256", "pooling", "dtype")
+_CHECKED_AFTER_LOAD = ("layers", "d", "context_length")
+
+
+def _matching_entries(
+    store: ActivationStore,
+    expected: dict,
+    keys: tuple[str, ...],
+    *,
+    force: bool,
+    verify: bool = False,
+) -> set:
+    """Entries present in the store whose manifest agrees with ``expected`` on ``keys``.
+
+    A present entry that disagrees raises ValueError naming its manifest, unless
+    ``force``: then it is left out (to be recomputed). With ``verify``, an entry whose
+    tensor is damaged is left out too (with a warning), whatever ``force`` says.
+    """
+    keep = set()
+    for (model, task), want in expected.items():
+        if not store.has(model, task):
+            continue
+        have = store.manifest(model, task)
+        bad = next((k for k in keys if have.get(k) != want[k]), None)
+        if bad is None and verify and not store.intact(model, task):
+            warnings.warn(
+                f"{store.path(model, task)} is damaged (unreadable, or values that do not "
+                "match its checksum): recomputing it",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif bad is None:
+            keep.add((model, task))
+        elif not force:
+            why = (
+                "its prompts differ from RUN/tasks/analysis_prompts.jsonl"
+                if bad == "prompt_hashes"
+                else f"{bad} is {have.get(bad)!r} but this run has {want[bad]!r}"
+            )
+            raise ValueError(
+                f"{store.manifest_path(model, task)} does not match this run: {why}; "
+                "re-run with --force to recompute it"
+            )
+    return keep
+
+
+def _load_base(cfg: RunConfig):
+    from mossa.models import load_base
+
+    return load_base(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code)
+
+
+def _expected_manifests(
+    cfg: RunConfig, jobs: list, prompts: dict, adapter_dirs: dict, run_dir: Path
+) -> dict:
+    """Manifest fields each (model, task) entry must have to belong to this run."""
+    adapter_hashes = {a: _adapter_sha256(d, run_dir) for a, d in adapter_dirs.items()}
+    task_hashes = {t: [prompt_hash(p) for p in prompts[t]] for _, _, t in jobs}
+    return {
+        (model, task): {
+            "prompt_hashes": task_hashes[task],
+            "base": cfg.model.base,
+            "adapter": adapter,
+            "adapter_sha256": adapter_hashes.get(adapter),
+            "pooling": cfg.extraction.pooling,
+            "dtype": cfg.extraction.dtype,
+        }
+        for adapter, model, task in jobs
+    }
+
+
+def _encode_tasks(tokenizer, prompts: dict, tasks: list[str], limit: int | None):
+    """Token ids and truncation counts per task, with one warning for all of them."""
+    encoded, truncated = {}, {}
+    for task in tasks:
+        encoded[task], truncated[task] = lm.encode_prompts(
+            tokenizer, prompts[task], max_length=limit
+        )
+    per_task = ", ".join(f"{t}: {k}" for t, k in truncated.items() if k)
+    warn_truncated(
+        sum(truncated.values()),
+        sum(len(prompts[t]) for t in tasks),
+        limit,
+        f" of the analysis set ({per_task})",
+    )
+    return encoded, truncated
+
+
+def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> None:
+    """The extract stage: hidden states of every task's analysis prompts into RUN/activations.
+
+    Finished (model, task) entries whose manifest matches this run are skipped, so an
+    interrupted run resumes. An entry that does not match (other prompts, base model,
+    adapter weights, pooling, dtype, layers, hidden size or context length) is refused
+    with a ValueError naming its manifest, unless ``force`` is set: then it is recomputed.
+    The base model is loaded only when something is left to compute.
+    """
+    run = RunDir(run_dir)
+    run_dir = run.root
+    store = run.store()
+    store.remove_temp_files()
+    prompts = run.read_analysis_prompts()
+    tasks = run.read_tasks(required=("name",))
+    for t in tasks:
+        if not prompts.get(t["name"]):
+            raise ValueError(f"task {t['name']!r} has no analysis prompts in {run.tasks_dir}")
+    jobs = plan_jobs(tasks, controls=cfg.training.controls, cross_task=cfg.extraction.cross_task)
+    adapter_dirs = {a: run.adapter(a) for a, _, _ in jobs if a is not None}
+    expected = _expected_manifests(cfg, jobs, prompts, adapter_dirs, run_dir)
+    done = _matching_entries(store, expected, _CHECKED_BEFORE_LOAD, force=force, verify=True)
+    if len(done) == len(jobs):
+        return
+
+    model, tokenizer = _load_base(cfg)
+    n_layers, d = model_shape(model)
+    limit = context_limit(model, cfg.model.max_length)
+    for want in expected.values():
+        want.update(layers=n_layers, d=d, context_length=limit)
+    done &= _matching_entries(store, expected, _CHECKED_AFTER_LOAD, force=force)
+    pending = [(a, m, t) for a, m, t in jobs if (m, t) not in done]
+    encoded, truncated = _encode_tasks(tokenizer, prompts, sorted({t for *_, t in pending}), limit)
+
+    slot = lm.AdapterSlot(model)
+    bar = tqdm(pending, desc="extract", unit="file")
+    for adapter, name, task in bar:
+        bar.set_postfix_str(f"{name}/{task}")
+        # plan_jobs puts the base first, so its states come from the model before any
+        # LoRA layer is injected into it (PeftModel.from_pretrained modifies it in place).
+        hidden = states_from_ids(
+            model if adapter is None else slot.use(adapter, adapter_dirs[adapter]),
+            encoded[task],
+            pad_id=lm.pad_id(tokenizer),
+            batch_size=cfg.extraction.batch_size,
+            pooling=cfg.extraction.pooling,
+        )
+        meta = dict(expected[(name, task)], n_truncated=truncated[task])
+        meta["layer_convention"] = LAYER_CONVENTION
+        store.save(name, task, hidden, prompts=prompts[task], meta=meta)
+    bar.close()
+
+
+def run(run_dir: Path, cfg: RunConfig, *, recompute: bool = False) -> None:
+    """The extract stage; ``recompute`` recomputes entries that do not match the run
+    instead of refusing them."""
+    run_extraction(run_dir, cfg, force=recompute)
