@@ -35,7 +35,7 @@ def clustering(
         f"final accuracy: train {accuracy['train']:.3f}, validation {accuracy['validation']:.3f}"
     )
     typer.echo(summary["finding"]["sentence"])
-    typer.echo(f"report: {Path(summary['out_dir']) / 'report.html'} ({summary['wall_time_s']} s)")
+    typer.echo(f"report: {summary['report']} ({summary['wall_time_s']} s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -68,8 +68,9 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
 
     Returns
     -------
-    dict with ``out_dir``, ``wall_time_s``, ``final_step``, ``final_ari`` ({split: [ARI per
-    layer]}), ``final_accuracy`` ({split: float}) and ``finding`` (the report's reading).
+    dict with ``out_dir``, ``report`` (the report's path), ``wall_time_s``, ``final_step``,
+    ``final_ari`` ({split: [ARI per layer]}), ``final_accuracy`` ({split: float}) and
+    ``finding`` (the report's reading).
     """
     start = time.perf_counter()
     out = Path(out_dir)
@@ -138,6 +139,7 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
     final_step = cfg.training.steps
     summary = {
         "out_dir": str(out),
+        "report": str(out / "report.html"),
         "wall_time_s": round(wall, 1),
         "final_step": final_step,
         "final_ari": {
