@@ -300,3 +300,43 @@ def test_infinite_learning_rate_is_refused_before_any_work(tmp_path, monkeypatch
     assert code == 2
     assert_one_line_error(err, "training.lr")
     assert not out.exists()
+
+
+def test_a_50_mb_field_is_refused_naming_file_line_and_field(tmp_path, monkeypatch, capsys):
+    task_file = tmp_path / "tasks.jsonl"
+    define = {"task": "big", "cluster": "sentiment", "templates": ["Say: {x}"]}
+    big = {"task": "big", "inputs": {"x": "x" * 50_000_000}, "target": "y"}
+    task_file.write_text(json.dumps(define) + "\n" + json.dumps(big) + "\n")
+    out = tmp_path / "run"
+    t0 = time.perf_counter()
+    code, err = run_cli(
+        monkeypatch, capsys, "run", "--profile", "demo-smoke", "--out", str(out),
+        "--set", f"tasks.suite={task_file}",
+    )  # fmt: skip
+    assert code == 2 and time.perf_counter() - t0 < 60
+    assert_one_line_error(err, f"{task_file}:2", "inputs", "50,000,000 characters")
+    assert pipeline.read_manifest(out)["stages"]["tasks"]["status"] == "failed"
+
+
+@pytest.fixture
+def read_only_copy(smoke_run, tmp_path):
+    """A copy of the smoke run on a tmpfs remounted read-only (needs root's mount)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mount)])
+    if made.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        shutil.copytree(smoke_run[0], mount / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield mount / "run"
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_read_only_output_gives_one_line_and_changes_nothing(read_only_copy, monkeypatch, capsys):
+    before = table_contents(read_only_copy)
+    code, err = run_cli(monkeypatch, capsys, "analyze", str(read_only_copy))
+    assert code == 2
+    assert_one_line_error(err, str(read_only_copy), "Read-only file system")
+    assert table_contents(read_only_copy) == before
