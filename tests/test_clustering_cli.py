@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -127,3 +128,26 @@ def test_names_that_leave_runs_dir_are_refused(name, tmp_path):
     path.write_text(yaml.safe_dump({"name": name}), encoding="utf-8")
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: name: .*a name must be"):
         load_clustering_config(file=path)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def test_config_command_shows_every_key_with_the_profiles_value():
+    result = CliRunner().invoke(app, ["config", "clustering", "--profile", "regex-smoke", "--json"])
+    assert result.exit_code == 0, result.output
+    keys = json.loads(result.output)["keys"]
+    smoke = _flatten(load_clustering_config("regex-smoke").model_dump(mode="json"))
+    defaults = _flatten(ClusteringConfig().model_dump(mode="json"))
+    assert [row["key"] for row in keys] == list(smoke)
+    assert {row["key"]: row["value"] for row in keys} == smoke
+    assert {row["key"]: row["default"] for row in keys} == defaults
+    assert all(row["description"] for row in keys)
+    assert smoke["tasks.n_tasks"] != defaults["tasks.n_tasks"]

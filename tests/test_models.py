@@ -28,7 +28,7 @@ from mossa.models import (
     resolve_base,
     tiny,
 )
-from mossa.models.cache import PARTIAL_PREFIX, ensure_entry
+from mossa.models.cache import PARTIAL_PREFIX, config_hash, ensure_entry
 
 MOSSA = Path(sys.executable).parent / "mossa"
 
@@ -296,6 +296,11 @@ def test_cache_key_changes_with_every_setting():
     assert len(names) == 5
 
 
+def test_bundled_tiny_config_keeps_its_cache_key():
+    # the cache key hashes this dump: a changed default rebuilds every user's tiny model
+    assert config_hash(TinyConfig().model_dump()) == "37062ada9902"
+
+
 def test_tiny_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="divisible"):
         TinyConfig(hidden_size=30, n_heads=4)
@@ -343,10 +348,11 @@ def test_cli_pretrain_builds_then_reuses_and_models_lists(tmp_path):
     runner = CliRunner()
     cache_dir = str(tmp_path / "c")
     args = ["pretrain", "--config", str(config), "--cache-dir", cache_dir, "--steps", "6"]
-    args += ["--threads", "1"]
+    args += ["--set", "max_val_blocks=4", "--threads", "1"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    expected = tmp_path / "c" / tiny.entry_name(SMALL.model_copy(update={"steps": 6}))
+    built = SMALL.model_copy(update={"steps": 6, "max_val_blocks": 4})
+    expected = tmp_path / "c" / tiny.entry_name(built)
     assert f"path: {expected}" in first.output and "built now" in first.output
     assert "params:" in first.output and "tokens/s" in first.output
     second = runner.invoke(app, args)

@@ -3,15 +3,20 @@
 A config is YAML (read with ``yaml.safe_load``) or a named profile from
 ``mossa/configs/``; ``--set key=value`` or ``--set section.key=value`` overrides single
 keys. Unknown keys and non-finite numbers are errors, so a typo never silently falls
-back to a default. The override grammar and error reporting here are shared with the
-clustering config.
+back to a default. The loader, override grammar and error reporting here are shared with
+the clustering and pretraining configs; the fields' descriptions are what ``mossa config``
+and docs/config.md show.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -25,6 +30,7 @@ from pydantic import (
 )
 
 PROFILE_DIR = Path(__file__).parent / "configs"
+DEFAULT_PROFILE = "demo"
 _NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
@@ -50,47 +56,91 @@ Name = Annotated[str, AfterValidator(_check_name)]
 class TasksConfig(Section):
     """Which tasks, how many examples, and how they are mixed."""
 
-    suite: str = "builtin"  # builtin | path to a JSONL/YAML task file | flan:PATH
-    clusters: list[str] | None = None  # restrict to these clusters (None: all)
-    tasks_per_cluster: PositiveInt | None = None  # keep at most this many tasks per cluster
-    n_train: PositiveInt = 200  # built-in suite: generated examples per task and split
-    n_validation: PositiveInt = 40
-    n_test: PositiveInt = 80
-    cap_per_task: PositiveInt = 3000  # examples-proportional mixing cap (Flan: 3,000)
-    max_per_cluster: PositiveInt = 50_000
-    n_analysis: PositiveInt = 64  # analysis prompts per task, from the test split
+    suite: str = Field(
+        "builtin",
+        description="Task suite: `builtin`, a JSONL/YAML task file or `flan:PATH` (docs/tasks.md).",
+    )
+    clusters: list[str] | None = Field(
+        None, description="Keep only the tasks of these clusters (null: every cluster)."
+    )
+    tasks_per_cluster: PositiveInt | None = Field(
+        None, description="Keep at most this many tasks per cluster (null: all)."
+    )
+    n_train: PositiveInt = Field(
+        200, description="Built-in suite: generated training examples per task."
+    )
+    n_validation: PositiveInt = Field(
+        40, description="Built-in suite: generated validation examples per task."
+    )
+    n_test: PositiveInt = Field(80, description="Built-in suite: generated test examples per task.")
+    cap_per_task: PositiveInt = Field(
+        3000,
+        description="Examples-proportional mixing cap: SFT training examples per task "
+        "(Flan: 3,000).",
+    )
+    max_per_cluster: PositiveInt = Field(
+        50_000,
+        description="Training examples per cluster at most; the largest tasks are trimmed first.",
+    )
+    n_analysis: PositiveInt = Field(
+        64, description="Analysis prompts per task, from its test split (extraction and CKA)."
+    )
 
 
 class ModelConfig(Section):
     """The base causal LM."""
 
-    base: str = "tiny"  # tiny | gemma-3-270m | random:<preset> | local HF dir | hub name
-    trust_remote_code: bool = False
-    max_length: PositiveInt = 256  # prompt+target tokens; prompts truncated from the left
+    base: str = Field(
+        "tiny",
+        description="Base model: `tiny`, `gemma-3-270m`, `random:<preset>`, a local Hugging Face "
+        "directory or a hub name (docs/models.md).",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Let transformers run code that ships with the model."
+    )
+    max_length: PositiveInt = Field(
+        256, description="Prompt + target tokens at most; prompts are truncated from the left."
+    )
 
 
 class TrainingConfig(Section):
     """LoRA fine-tuning of the SFT model and the per-task controls (reference defaults)."""
 
-    lora_r: PositiveInt = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] = ["q_proj", "v_proj"]
-    lr: float = 5e-5
-    weight_decay: float = Field(0.0, ge=0.0)
-    warmup_steps: int = Field(0, ge=0)
-    sft_steps: PositiveInt = 1000
-    control_steps: PositiveInt = 300
-    batch_size: PositiveInt = 16
-    eval_every: PositiveInt = 50
-    patience: PositiveInt = 3  # early stopping: evaluations without validation improvement
-    checkpoint_every: PositiveInt = 50
-    controls: Literal["all", "seen"] = "all"
-    max_grad_norm: float = Field(1.0, ge=0.0)  # gradient clipping (0: off), as transformers
-    max_val_items: PositiveInt = 256  # validation examples per job (seeded sample)
-    # text between a prompt and its target in training examples (skipped when the prompt
-    # ends in whitespace): the answer is then tokenised as in running text
-    target_separator: str = " "
+    lora_r: PositiveInt = Field(8, description="LoRA rank.")
+    lora_alpha: float = Field(16.0, description="LoRA scale numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        ["q_proj", "v_proj"], description="Names of the modules that get LoRA adapters."
+    )
+    lr: float = Field(5e-5, description="Peak learning rate of AdamW; must be > 0.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    warmup_steps: int = Field(
+        0, ge=0, description="Linear warmup steps, then cosine decay to zero."
+    )
+    sft_steps: PositiveInt = Field(1000, description="Training steps of the multi-task SFT model.")
+    control_steps: PositiveInt = Field(300, description="Training steps of each per-task control.")
+    batch_size: PositiveInt = Field(16, description="Training examples per step.")
+    eval_every: PositiveInt = Field(50, description="Steps between validation-loss evaluations.")
+    patience: PositiveInt = Field(
+        3, description="Early stopping: evaluations without validation improvement."
+    )
+    checkpoint_every: PositiveInt = Field(
+        50, description="Steps between the resumable checkpoints of a training job."
+    )
+    controls: Literal["all", "seen"] = Field(
+        "all", description="Train a control for every task, or for the seen tasks only."
+    )
+    max_grad_norm: float = Field(
+        1.0, ge=0.0, description="Gradient clipping norm (0: off), as in transformers."
+    )
+    max_val_items: PositiveInt = Field(
+        256, description="Validation examples per job (a seeded sample)."
+    )
+    target_separator: str = Field(
+        " ",
+        description="Text between a prompt and its target in training examples (skipped when "
+        "the prompt ends in whitespace): the answer is then tokenised as in running text.",
+    )
 
     @field_validator("lr")
     @classmethod
@@ -103,52 +153,76 @@ class TrainingConfig(Section):
 class EvaluationConfig(Section):
     """Task-metric evaluation of base, SFT and controls (Tables 3 and 4)."""
 
-    max_examples: PositiveInt = 50
-    max_new_tokens: PositiveInt = 32
-    batch_size: PositiveInt = 16
+    max_examples: PositiveInt = Field(50, description="Test examples evaluated per task.")
+    max_new_tokens: PositiveInt = Field(32, description="Greedy answer length at most, in tokens.")
+    batch_size: PositiveInt = Field(16, description="Prompts per generation batch.")
 
 
 class ExecutorConfig(Section):
     """Where training jobs run."""
 
-    kind: Literal["local", "ray"] = "local"
-    workers: PositiveInt = 1
-    # torch threads of the main process (pretraining, evaluation, extraction); None keeps
-    # torch's default (one per core). On a machine shared with other work, intra-op threads
-    # wait on each other and 1 can be several times faster than 2.
-    threads: PositiveInt | None = None
-    ray_address: str | None = None
-    cpus_per_job: float = Field(1.0, gt=0)
-    gpus_per_job: float = Field(0.0, ge=0)
+    kind: Literal["local", "ray"] = Field(
+        "local", description="Run training jobs in local worker processes or on Ray."
+    )
+    workers: PositiveInt = Field(
+        1, description="Training jobs at once: local worker processes, or Ray jobs."
+    )
+    threads: PositiveInt | None = Field(
+        None,
+        description="Torch threads of the main process (pretraining, evaluation, extraction); "
+        "null keeps torch's default (one per core). On a machine shared with other work, "
+        "intra-op threads wait on each other and 1 can be several times faster than 2.",
+    )
+    ray_address: str | None = Field(
+        None, description="Address of the Ray cluster (null: start a local one)."
+    )
+    cpus_per_job: float = Field(1.0, gt=0, description="Ray: CPUs requested by each job.")
+    gpus_per_job: float = Field(0.0, ge=0, description="Ray: GPUs requested by each job.")
 
 
 class ExtractionConfig(Section):
     """Hidden-state extraction into the activation store."""
 
-    batch_size: PositiveInt = 32
-    pooling: Literal["last", "mean"] = "last"
-    dtype: Literal["float32", "float16"] = "float32"
-    cross_task: bool = False  # also every control on every task
+    batch_size: PositiveInt = Field(32, description="Prompts per forward pass.")
+    pooling: Literal["last", "mean"] = Field(
+        "last", description="Hidden state kept per prompt: its last token's, or the mean."
+    )
+    dtype: Literal["float32", "float16"] = Field(
+        "float32", description="Precision of the stored activations."
+    )
+    cross_task: bool = Field(False, description="Also extract every control on every task.")
 
 
 class AnalysisConfig(Section):
     """CKA tables, calibration and the layer map."""
 
-    kernel: Literal["linear", "rbf"] = "linear"
-    threshold: float = Field(1.0, gt=0)
-    permutations: PositiveInt = 200
-    bootstrap: PositiveInt = 200
-    group_bootstrap: PositiveInt = 200
-    pca_variance: float = Field(0.99, gt=0, le=1)
-    tsne_layers: list[int] | None = None  # None: a few evenly spaced layers
-    tsne_perplexity: float = Field(15.0, gt=0)
+    kernel: Literal["linear", "rbf"] = Field("linear", description="CKA kernel.")
+    threshold: float = Field(
+        1.0,
+        gt=0,
+        description="RBF bandwidth as a fraction of the median distance (unused by linear).",
+    )
+    permutations: PositiveInt = Field(
+        200, description="Permutations of the null distribution of CKA."
+    )
+    bootstrap: PositiveInt = Field(200, description="Bootstrap resamples of the CKA interval.")
+    group_bootstrap: PositiveInt = Field(200, description="Task-bootstrap refits of the layer map.")
+    pca_variance: float = Field(
+        0.99, gt=0, le=1, description="Share of variance the PCA dimension count covers."
+    )
+    tsne_layers: list[int] | None = Field(
+        None, description="Layers drawn with t-SNE (null: a few evenly spaced; `[]`: none)."
+    )
+    tsne_perplexity: float = Field(15.0, gt=0, description="t-SNE perplexity.")
 
 
 class RunConfig(Section):
     """A whole run: every section, plus its name and seed."""
 
-    name: Name = "run"
-    seed: int = 0
+    name: Name = Field("run", description="Run name: the run directory is `runs/<name>`.")
+    seed: int = Field(
+        0, description="Seed of the task suite, splits, sampling, training and statistics."
+    )
     tasks: TasksConfig = TasksConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
@@ -221,25 +295,20 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def load_model(
     model: type[Model],
-    profile_dir: Path,
-    default_profile: str,
+    profile_dir: Path | None,
+    default_profile: str | None,
     profile: str | None,
     file: Path | None,
     overrides: list[str] | None,
 ) -> Model:
     """Validate a profile or YAML file with ``--set`` overrides applied as ``model``.
 
-    The first validation error names its key path and where the bad value came from:
-    the ``--set`` item that set it, else the file (plus the items that changed the same
-    section, for checks across fields).
+    With ``profile_dir`` None the model has no profiles: without a file it starts from its
+    defaults. The first validation error names its key path and where the bad value came
+    from: the ``--set`` item that set it, else the file (plus the items that changed the
+    same section, for checks across fields).
     """
-    if profile and file:
-        raise ValueError("give either --profile or --config, not both")
-    path = Path(file) if file is not None else profile_dir / f"{profile or default_profile}.yaml"
-    if file is None and not path.exists():
-        available = ", ".join(profile_names(profile_dir))
-        raise ValueError(f"unknown profile {path.stem!r}; available: {available}")
-    data = read_yaml(path)
+    source, data = _read_source(profile_dir, default_profile, profile, file)
     set_keys = [(apply_override(data, item), item) for item in overrides or []]
     try:
         return model.model_validate(data)
@@ -247,8 +316,27 @@ def load_model(
         first = exc.errors()[0]
         loc = tuple(str(p) for p in first["loc"])
         got = "" if isinstance(first["input"], dict) else f" (got {first['input']!r})"
-        origin = _origin(str(path), loc, set_keys)
+        origin = _origin(source, loc, set_keys)
         raise ValueError(f"{origin}: {'.'.join(loc) or 'config'}: {first['msg']}{got}") from None
+
+
+def _read_source(
+    profile_dir: Path | None, default_profile: str | None, profile: str | None, file: Path | None
+) -> tuple[str, dict]:
+    """Where the config comes from (for messages) and its mapping: a file, a profile or {}."""
+    if profile and file:
+        raise ValueError("give either --profile or --config, not both")
+    if file is not None:
+        return str(Path(file)), read_yaml(Path(file))
+    if profile_dir is None:
+        if profile:
+            raise ValueError(f"unknown profile {profile!r}: this config has no profiles")
+        return "defaults", {}
+    path = profile_dir / f"{profile or default_profile}.yaml"
+    if not path.exists():
+        available = ", ".join(profile_names(profile_dir))
+        raise ValueError(f"unknown profile {path.stem!r}; available: {available}")
+    return str(path), read_yaml(path)
 
 
 def _origin(source: str, loc: tuple[str, ...], set_keys: list[tuple[tuple[str, ...], str]]) -> str:
@@ -264,9 +352,69 @@ def load_config(
     profile: str | None = None, file: Path | None = None, overrides: list[str] | None = None
 ) -> RunConfig:
     """Build a RunConfig from a profile name or a YAML file, then apply ``--set`` overrides."""
-    return load_model(RunConfig, PROFILE_DIR, "demo", profile, file, overrides)
+    return load_model(RunConfig, PROFILE_DIR, DEFAULT_PROFILE, profile, file, overrides)
 
 
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML, written into every run directory."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One config key: dotted path, type, default, value (JSON data) and description."""
+
+    key: str
+    type: str
+    default: object
+    value: object
+    description: str
+
+
+def field_docs(model: type[Section], cfg: Section | None = None) -> list[FieldDoc]:
+    """Every key of ``model``, sections flattened, in order; values from ``cfg`` (or defaults)."""
+    defaults = model().model_dump(mode="json")
+    values = (cfg if cfg is not None else model()).model_dump(mode="json")
+    return _field_docs(model, defaults, values, "")
+
+
+def _field_docs(
+    model: type[BaseModel], defaults: dict, values: dict, prefix: str
+) -> list[FieldDoc]:
+    docs = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            docs += _field_docs(field.annotation, defaults[name], values[name], f"{prefix}{name}.")
+        else:
+            kind = type_name(field.annotation, field.metadata)
+            docs.append(
+                FieldDoc(prefix + name, kind, defaults[name], values[name], field.description or "")
+            )
+    return docs
+
+
+def type_name(annotation: object, metadata: Sequence = ()) -> str:
+    """A readable type with its bounds: ``int > 0``, ``0 <= float < 1``, ``"a" | "b"``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return type_name(args[0], [*metadata, *args[1:]])
+    if origin in (Union, UnionType):
+        return " | ".join(type_name(arg, metadata) for arg in args)
+    if origin is Literal:
+        return " | ".join(json.dumps(arg) for arg in args)
+    if origin is list:
+        return f"list[{type_name(args[0])}]"
+    if annotation is type(None):
+        return "null"
+    ops = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    bounds = [
+        (op, getattr(m, attr))
+        for attr, op in ops.items()  # lower bounds first
+        for m in metadata
+        if getattr(m, attr, None) is not None
+    ]
+    name = annotation.__name__
+    if len(bounds) == 2 and bounds[0][0].startswith(">") and bounds[1][0].startswith("<"):
+        (low_op, low), (high_op, high) = bounds
+        return f"{low:g} {low_op.replace('>', '<')} {name} {high_op} {high:g}"
+    return " ".join([name, *(f"{op} {bound:g}" for op, bound in bounds)])

@@ -25,6 +25,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "mossa.cli.cka",
     "mossa.cli.clustering",
+    "mossa.cli.config",
     "mossa.cli.models",
     "mossa.cli.run",
     "mossa.cli.stages",

@@ -17,6 +17,12 @@ def pretrain(
         Path | None,
         typer.Option("--config", help="YAML mapping of tiny-model settings (see docs/models.md)."),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override: key=value (repeatable; keys: mossa config pretrain)."
+        ),
+    ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Cache root (default: $MOSSA_CACHE_DIR or ~/.cache/mossa).")
     ] = None,
@@ -26,22 +32,15 @@ def pretrain(
 ) -> None:
     """Build the bundled `tiny` base model once (tokenizer + pretraining) and cache it.
 
-    Other --steps or --config settings make a separate cache entry; pass its path as model.base.
+    Other --steps, --config or --set values make another cache entry; its path works as model.base.
+
+    Every setting, its default and meaning: `mossa config pretrain`.
     """
-    from pydantic import ValidationError
+    from mossa.models import build_tiny
+    from mossa.models.tiny import load_tiny_config
 
-    from mossa.config import read_yaml
-    from mossa.models import TinyConfig, build_tiny
-
-    fields = read_yaml(config) if config is not None else {}
-    if steps is not None:
-        fields["steps"] = steps
-    try:
-        tiny_config = TinyConfig(**fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ValueError(f"{config or '--steps'}: {where}: {first['msg']}") from None
+    overrides = [*(set_ or []), *([f"steps={steps}"] if steps is not None else [])]
+    tiny_config = load_tiny_config(file=config, overrides=overrides)
     result = build_tiny(tiny_config, cache_dir=cache_dir, force=force, threads=threads)
     info = result.info
     typer.echo(f"path: {result.path}")

@@ -21,7 +21,10 @@ def run(
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes.")] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override: key=value or section.key=value (repeatable)."),
+        typer.Option(
+            "--set",
+            help="Override: key=value or section.key=value (repeatable; keys: mossa config run).",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the job plan and estimates only.")] = False,
     force: Annotated[
@@ -41,7 +44,10 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Run the whole MOSSA pipeline, skipping stages that are finished with the same inputs."""
+    """Run the whole MOSSA pipeline, skipping stages that are finished with the same inputs.
+
+    Every config key, its default and meaning: `mossa config run [--profile NAME]`.
+    """
     from mossa.config import executor_overrides, load_config
 
     overrides = [*(set_ or []), *executor_overrides(executor, workers, ray_address)]

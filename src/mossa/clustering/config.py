@@ -24,20 +24,36 @@ DEFAULT_PROFILE = "regex"
 class RegexTasksConfig(Section):
     """The synthetic task suite: functions over single tokens, named by regex instructions."""
 
-    n_tasks: PositiveInt = 50
-    group_size: PositiveInt = 50  # tasks per group; a group shares one input set
-    inputs_per_task: PositiveInt = 4
-    n_input_tokens: PositiveInt = 4
-    n_output_tokens: PositiveInt = 40
-    n_instruction_words: PositiveInt = 100
-    regexes_per_task: PositiveInt = 3  # instruction distributions per task
-    variants_per_task: PositiveInt = 150  # distinct instruction strings per task
-    min_atoms: PositiveInt = 2  # atoms (word, alternation, optional, repeat) per regex
-    max_atoms: PositiveInt = 4
-    max_alternatives: PositiveInt = 3  # words in one alternation (a|b|c)
-    max_repeat: PositiveInt = 2  # largest upper bound of a quantifier {m,n}
-    max_instruction_words: PositiveInt = 8
-    validation_fraction: float = Field(0.2, gt=0, lt=1)  # of each task's instruction strings
+    n_tasks: PositiveInt = Field(50, description="Tasks in the suite (k of k-means).")
+    group_size: PositiveInt = Field(
+        50, description="Tasks per group; the tasks of a group share one input set."
+    )
+    inputs_per_task: PositiveInt = Field(4, description="Input tokens each task is defined on.")
+    n_input_tokens: PositiveInt = Field(4, description="Input tokens in the vocabulary.")
+    n_output_tokens: PositiveInt = Field(40, description="Output tokens in the vocabulary.")
+    n_instruction_words: PositiveInt = Field(
+        100, description="Instruction words in the vocabulary."
+    )
+    regexes_per_task: PositiveInt = Field(
+        3, description="Regular expressions (instruction distributions) per task."
+    )
+    variants_per_task: PositiveInt = Field(
+        150, description="Distinct instruction strings per task; at least 2."
+    )
+    min_atoms: PositiveInt = Field(
+        2, description="Atoms (word, alternation, optional, repeat) per regex, at least."
+    )
+    max_atoms: PositiveInt = Field(4, description="Atoms per regex, at most.")
+    max_alternatives: PositiveInt = Field(
+        3, description="Words in one alternation `(a|b|c)`, at most."
+    )
+    max_repeat: PositiveInt = Field(2, description="Largest upper bound n of a quantifier `{m,n}`.")
+    max_instruction_words: PositiveInt = Field(
+        8, description="Words in one instruction string, at most."
+    )
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of each task's instruction strings held out."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RegexTasksConfig:
@@ -65,10 +81,10 @@ class RegexTasksConfig(Section):
 class GPT2Config(Section):
     """Size of the GPT-2 trained from scratch."""
 
-    n_layer: PositiveInt = 6
-    n_embd: PositiveInt = 128
-    n_head: PositiveInt = 4
-    dropout: float = Field(0.0, ge=0, lt=1)
+    n_layer: PositiveInt = Field(6, description="Transformer blocks.")
+    n_embd: PositiveInt = Field(128, description="Hidden size; a multiple of n_head.")
+    n_head: PositiveInt = Field(4, description="Attention heads.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability.")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> GPT2Config:
@@ -80,16 +96,27 @@ class GPT2Config(Section):
 class TrainConfig(Section):
     """nanoGPT-style loop: AdamW, linear warmup then cosine decay to zero."""
 
-    steps: PositiveInt = 1500
-    batch_size: PositiveInt = 64
-    lr: float = Field(2e-3, gt=0)
-    warmup_steps: NonNegativeInt = 100
-    weight_decay: float = Field(0.01, ge=0)
-    beta2: float = Field(0.95, gt=0, lt=1)
-    grad_clip: float = Field(1.0, gt=0)
-    loss_on: Literal["all", "output"] = "all"  # CLM on every token, or the output token only
-    checkpoint_steps: list[NonNegativeInt] = [0, 100, 250, 500, 750, 1000]  # + final step
-    save_checkpoints: bool = False  # also write OUT/checkpoints/step_<n>.safetensors
+    steps: PositiveInt = Field(1500, description="Training steps.")
+    batch_size: PositiveInt = Field(
+        64, description="Training instances per step, drawn with replacement."
+    )
+    lr: float = Field(2e-3, gt=0, description="Peak learning rate of AdamW.")
+    warmup_steps: NonNegativeInt = Field(
+        100, description="Linear warmup steps, then cosine decay to zero."
+    )
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (matrices only).")
+    beta2: float = Field(0.95, gt=0, lt=1, description="AdamW beta2.")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    loss_on: Literal["all", "output"] = Field(
+        "all", description="Causal LM loss on every token, or on the output token only."
+    )
+    checkpoint_steps: list[NonNegativeInt] = Field(
+        [0, 100, 250, 500, 750, 1000],
+        description="Steps measured, strictly increasing; the final step is always added.",
+    )
+    save_checkpoints: bool = Field(
+        False, description="Also write `OUT/checkpoints/step_<n>.safetensors`."
+    )
 
     @model_validator(mode="after")
     def _valid_schedule(self) -> TrainConfig:
@@ -113,18 +140,30 @@ class TrainConfig(Section):
 class ClusterAnalysisConfig(Section):
     """k-means/ARI of hidden states and the rule the report uses to read the result."""
 
-    n_eval_per_task: PositiveInt = 20  # instances per task and split (ARI and accuracy)
-    n_init: PositiveInt = 5  # k-means initialisations (best inertia kept)
-    max_iter: PositiveInt = 300
-    finding_margin: float = Field(0.1, gt=0, le=1)  # "clearly above": at least this much ARI
+    n_eval_per_task: PositiveInt = Field(
+        20, description="Instances per task and split measured (ARI and accuracy)."
+    )
+    n_init: PositiveInt = Field(
+        5, description="k-means initialisations (the best inertia is kept)."
+    )
+    max_iter: PositiveInt = Field(300, description="k-means iterations at most.")
+    finding_margin: float = Field(
+        0.1, gt=0, le=1, description='ARI rise that counts as "clearly above" in the reading.'
+    )
 
 
 class ClusteringConfig(Section):
     """The whole clustering experiment."""
 
-    name: Name = "regex"
-    seed: int = 0
-    threads: PositiveInt = 1  # torch and k-means threads; >1 thrashes on a shared small machine
+    name: Name = Field(
+        "regex", description="Experiment name: the output directory is `runs/<name>`."
+    )
+    seed: int = Field(
+        0, description="Seed of the task suite, samples, initialisation, batches and k-means."
+    )
+    threads: PositiveInt = Field(
+        1, description="Torch and k-means threads; more than 1 thrashes on a shared small machine."
+    )
     tasks: RegexTasksConfig = RegexTasksConfig()
     model: GPT2Config = GPT2Config()
     training: TrainConfig = TrainConfig()

@@ -32,8 +32,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
+from mossa.config import Section, load_model
 from mossa.models.bpe import BOS, EOS, PAD, byte_level_bpe, prepend_bos, to_transformers
 from mossa.models.cache import cache_root, config_hash, ensure_entry, file_sha256
 from mossa.package_data import package_file
@@ -44,38 +45,52 @@ INFO_NAME = "build_info.json"
 _SPECIALS = [PAD, BOS, EOS]  # ids 0, 1, 2
 
 
-class TinyConfig(BaseModel):
+class TinyConfig(Section):
     """Architecture, tokenizer, corpus and training settings of the tiny model.
 
     The defaults are the bundled ``tiny`` model; tests pass smaller ones.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # architecture (LlamaForCausalLM, tied input/output embeddings)
-    n_layers: PositiveInt = 8
-    hidden_size: PositiveInt = 128
-    n_heads: PositiveInt = 4
-    intermediate_size: PositiveInt = 512
-    context_length: PositiveInt = 256
-    # tokenizer (byte-level BPE)
-    vocab_size: int = Field(4096, ge=len(_SPECIALS) + 256)
-    min_frequency: PositiveInt = 2
-    # corpus: None takes every document
-    n_val_docs: PositiveInt = 256  # held-out Wikipedia paragraphs
-    max_wiki_docs: PositiveInt | None = None  # training paragraphs
-    max_tweets: PositiveInt | None = None
-    # training
-    steps: PositiveInt = 300
-    batch_size: PositiveInt = 4
-    lr: float = Field(3e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    eval_every: PositiveInt = 100
-    max_val_blocks: PositiveInt = 128
-    seed: int = 0
+    n_layers: PositiveInt = Field(
+        8, description="Decoder layers of the LlamaForCausalLM (tied input/output embeddings)."
+    )
+    hidden_size: PositiveInt = Field(128, description="Hidden size; a multiple of n_heads.")
+    n_heads: PositiveInt = Field(4, description="Attention heads.")
+    intermediate_size: PositiveInt = Field(512, description="Width of the MLP.")
+    context_length: PositiveInt = Field(
+        256, description="Tokens per training block and the longest input."
+    )
+    vocab_size: int = Field(
+        4096,
+        ge=len(_SPECIALS) + 256,
+        description="Byte-level BPE vocabulary, special tokens and the 256 bytes included.",
+    )
+    min_frequency: PositiveInt = Field(
+        2, description="Occurrences a pair needs to become a BPE merge."
+    )
+    n_val_docs: PositiveInt = Field(
+        256, description="Wikipedia paragraphs held out for the validation loss."
+    )
+    max_wiki_docs: PositiveInt | None = Field(
+        None, description="Wikipedia training paragraphs at most (null: every one)."
+    )
+    max_tweets: PositiveInt | None = Field(
+        None, description="Training tweets at most (null: every one)."
+    )
+    steps: PositiveInt = Field(300, description="Training steps.")
+    batch_size: PositiveInt = Field(4, description="Blocks per step.")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate of AdamW.")
+    min_lr_ratio: float = Field(
+        0.1, ge=0, le=1, description="The cosine schedule decays to `lr * min_lr_ratio`."
+    )
+    warmup_steps: int = Field(20, ge=0, description="Linear warmup steps before the cosine.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (matrices only).")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    eval_every: PositiveInt = Field(100, description="Steps between validation-loss evaluations.")
+    max_val_blocks: PositiveInt = Field(
+        128, description="Validation blocks the validation loss is measured on, at most."
+    )
+    seed: int = Field(0, description="Seed of the corpus split, the initialisation and batches.")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> TinyConfig:
@@ -84,6 +99,16 @@ class TinyConfig(BaseModel):
                 f"hidden_size ({self.hidden_size}) must be divisible by n_heads ({self.n_heads})"
             )
         return self
+
+
+def load_tiny_config(
+    profile: str | None = None, file: Path | None = None, overrides: list[str] | None = None
+) -> TinyConfig:
+    """Build a TinyConfig from the defaults or a YAML file, then apply ``--set`` overrides.
+
+    Same loader as the run config; there are no pretraining profiles, so naming one fails.
+    """
+    return load_model(TinyConfig, None, None, profile, file, overrides)
 
 
 @dataclass(frozen=True)
