@@ -9,8 +9,9 @@ import pytest
 from scipy.stats import pearsonr
 
 import reference_cka as ref
+from mossa.analysis.layer_map import LayerMap
 from mossa.analysis.synthetic import make_synthetic_run
-from mossa.analysis.tables import SCHEMAS, read_table
+from mossa.analysis.tables import SCHEMAS, read_table, read_table_json, write_json
 from mossa.config import AnalysisConfig
 from mossa.pipeline.analyze import run_analysis
 from mossa.run_dir import RunDir
@@ -199,6 +200,15 @@ def test_layer_groups_recover_the_planted_boundaries(planted_run):
     assert abs(groups["boundaries"]["refinement_start"] - (PLANTED[1] + 1)) <= 1
     assert groups["tasks"] == [f"task{i:02d}" for i in range(SEEN)]
     assert groups["biased"]["structure"] is True
+
+
+def test_layer_map_round_trips_byte_for_byte(planted_run, tmp_path):
+    path = planted_run / "tables" / "layer_groups.json"
+    layer_map = read_table_json(path, LayerMap.from_json)
+    assert layer_map.fit.structure and layer_map.tasks == tuple(f"task{i:02d}" for i in range(SEEN))
+    assert LayerMap.from_json(layer_map.to_json()) == layer_map
+    write_json(tmp_path / "again.json", layer_map.to_json())
+    assert (tmp_path / "again.json").read_bytes() == path.read_bytes()
 
 
 def test_layer_groups_report_no_structure_on_noise(noise_run):

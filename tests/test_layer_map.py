@@ -1,11 +1,15 @@
-"""The layer-map algorithm on planted curves: recovery, calibration on noise, reference fits."""
+"""The layer-map algorithm on planted curves (recovery, calibration on noise, reference fits),
+and the typed map: its JSON round trip and the errors that name a bad field."""
 
+import functools
 import itertools
+import json
+import re
 
 import numpy as np
 import pytest
 
-from mossa.analysis.layer_map import find_layer_groups
+from mossa.analysis.layer_map import GROUPS, LayerGroups, LayerMap, Span, find_layer_groups
 
 L, T = 12, 8
 LAYERS = np.arange(1, L + 1)
@@ -18,8 +22,12 @@ def planted(b1: int, b2: int, *, height=0.6, noise=0.12, seed=0, n_tasks=T) -> n
     return height * w[None] + noise * rng.standard_normal((n_tasks, L))
 
 
-def spans_cover(groups: dict) -> list[int]:
-    return [layer for span in groups.values() if span for layer in range(span[0], span[1] + 1)]
+def spans_cover(groups: LayerGroups) -> list[int]:
+    return [layer for _, span in groups.items() if span for layer in span.layers]
+
+
+def groups(first: tuple[int, int] | None, second, third) -> LayerGroups:
+    return LayerGroups(*(Span(*s) if s else None for s in (first, second, third)))
 
 
 @pytest.mark.parametrize("b1,b2", [(4, 7), (5, 8), (6, 9), (5, 5)])
@@ -27,11 +35,12 @@ def test_planted_ramp_boundaries_are_recovered(b1, b2):
     hits = 0
     for seed in range(5):
         res = find_layer_groups(planted(b1, b2, noise=0.08, seed=seed), seed=seed)
-        assert res["structure"] and res["model"] == "two_knots"
-        assert spans_cover(res["groups"]) == list(range(1, L + 1))
-        start, refine = res["boundaries"]["transition_start"], res["boundaries"]["refinement_start"]
+        found = res.structure
+        assert found and found.model == "two_knots"
+        assert spans_cover(found.groups) == list(range(1, L + 1))
+        start, refine = found.boundaries["transition_start"], found.boundaries["refinement_start"]
         hits += abs(start - b1) <= 1 and abs(refine - (b2 + 1)) <= 1
-        assert 0.0 <= min(res["confidence"].values()) <= 1.0
+        assert 0.0 <= min(found.confidence.values()) <= 1.0
     assert hits == 5
 
 
@@ -40,7 +49,7 @@ def test_recovery_rate_at_moderate_noise():
     hits = 0
     for seed in range(50):
         res = find_layer_groups(planted(5, 8, noise=0.12, seed=100 + seed), n_boot=50, seed=seed)
-        b = res.get("boundaries", {})
+        b = res.structure.boundaries if res.structure else {}
         hits += (
             abs(b.get("transition_start", -9) - 5) <= 1
             and abs(b.get("refinement_start", -9) - 9) <= 1
@@ -49,62 +58,60 @@ def test_recovery_rate_at_moderate_noise():
 
 
 def test_confidence_and_layer_probabilities_are_consistent():
-    res = find_layer_groups(planted(5, 8, noise=0.05), n_boot=300, seed=3)
-    assert res["confidence"]["transition_start"] > 0.9
-    assert res["confidence"]["refinement_start"] > 0.9
-    probs = res["layer_probabilities"]
-    assert [p["layer"] for p in probs] == list(LAYERS)
-    for p in probs:
-        total = p["shared"] + p["transition"] + p["refinement"] + p["none"]
-        assert total == pytest.approx(1.0)
-    assert probs[0]["shared"] > 0.95 and probs[-1]["refinement"] > 0.95
-    assert probs[6]["transition"] > 0.95  # layer 7, in the middle of the planted ramp
+    found = find_layer_groups(planted(5, 8, noise=0.05), n_boot=300, seed=3).structure
+    assert found.confidence["transition_start"] > 0.9
+    assert found.confidence["refinement_start"] > 0.9
+    probs = found.layer_probabilities
+    assert list(probs) == list(LAYERS)  # keyed by layer; the map leaves layer 0 empty
+    for p in probs.values():
+        assert p.shared + p.transition + p.refinement + p.none == pytest.approx(1.0)
+    assert probs[1].shared > 0.95 and probs[L].refinement > 0.95
+    assert probs[7].transition > 0.95  # in the middle of the planted ramp
 
 
 def test_noisier_data_gives_lower_confidence():
     clean = find_layer_groups(planted(5, 8, noise=0.05, seed=1), seed=1)
     noisy = find_layer_groups(planted(5, 8, noise=0.35, seed=1), seed=1)
-    noisy_conf = min(noisy["confidence"].values()) if noisy["structure"] else 0.0
-    assert noisy_conf < min(clean["confidence"].values())
+    noisy_conf = min(noisy.structure.confidence.values()) if noisy.structure else 0.0
+    assert noisy_conf < min(clean.structure.confidence.values())
 
 
 def test_a_sharp_step_is_a_one_layer_transition():
     rng = np.random.default_rng(0)
     curves = 0.6 * (LAYERS >= 7)[None] + 0.05 * rng.standard_normal((T, L))
-    res = find_layer_groups(curves, seed=0)
-    assert res["structure"] and res["model"] == "two_knots"
-    assert res["groups"] == {"shared": [1, 6], "transition": [7, 7], "refinement": [8, 12]}
-    assert res["rise"] == pytest.approx(0.6, abs=0.1)
+    found = find_layer_groups(curves, seed=0).structure
+    assert found and found.model == "two_knots"
+    assert found.groups == groups((1, 6), (7, 7), (8, 12))
+    assert found.rise == pytest.approx(0.6, abs=0.1)
 
 
 def test_refinement_may_keep_rising_slowly():
     """The paper's picture: flat, steep, then a slower continued rise (not a plateau)."""
     rng = np.random.default_rng(4)
     m = np.interp(LAYERS, [1, 4, 8, 12], [-0.3, -0.3, 0.3, 0.45])
-    res = find_layer_groups(m[None] + 0.05 * rng.standard_normal((T, L)), seed=4)
-    assert res["model"] == "two_knots"
-    assert abs(res["boundaries"]["transition_start"] - 5) <= 1
-    assert abs(res["boundaries"]["refinement_start"] - 9) <= 1
-    assert res["slopes"]["transition"] > res["slopes"]["refinement"] > 0
+    found = find_layer_groups(m[None] + 0.05 * rng.standard_normal((T, L)), seed=4).structure
+    assert found.model == "two_knots"
+    assert abs(found.boundaries["transition_start"] - 5) <= 1
+    assert abs(found.boundaries["refinement_start"] - 9) <= 1
+    assert found.slopes["transition"] > found.slopes["refinement"] > 0
 
 
 def test_one_bend_gives_two_groups():
     """Flat, then rising to the last layer: shared and transition, no refinement."""
     rng = np.random.default_rng(2)
     m = np.interp(LAYERS, [1, 6, 12], [0.0, 0.0, 0.6])
-    res = find_layer_groups(m[None] + 0.05 * rng.standard_normal((T, L)), seed=2)
-    assert res["structure"] and res["model"] == "hinge"
-    assert res["groups"]["refinement"] is None
-    assert abs(res["groups"]["shared"][1] - 6) <= 1 and res["groups"]["transition"][1] == L
-    assert spans_cover(res["groups"]) == list(range(1, L + 1))
-    assert set(res["boundaries"]) == {"transition_start"}
+    found = find_layer_groups(m[None] + 0.05 * rng.standard_normal((T, L)), seed=2).structure
+    assert found and found.model == "hinge"
+    assert found.groups.refinement is None
+    assert abs(found.groups.shared.last - 6) <= 1 and found.groups.transition.last == L
+    assert spans_cover(found.groups) == list(range(1, L + 1))
+    assert set(found.boundaries) == {"transition_start"}
 
 
 def test_pure_noise_reports_no_structure():
     rng = np.random.default_rng(11)
     res = find_layer_groups(0.1 * rng.standard_normal((T, L)), seed=11)
-    assert res["structure"] is False
-    assert "groups" not in res and "p_value" in res and res["reason"]
+    assert res.structure is None and res.p_value is not None and res.reason
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.8])
@@ -116,16 +123,15 @@ def test_false_structure_rate_on_noise_is_near_alpha(rho):
         e = rng.standard_normal((T, L))
         for j in range(1, L):
             e[:, j] = rho * e[:, j - 1] + np.sqrt(1 - rho**2) * e[:, j]
-        rejected += find_layer_groups(0.1 * e + 0.3, n_boot=100, seed=rep)["structure"]
+        rejected += find_layer_groups(0.1 * e + 0.3, n_boot=100, seed=rep).structure is not None
     assert rejected / n_rep <= 0.11
 
 
 def test_steady_linear_trend_is_not_three_groups():
     rng = np.random.default_rng(5)
     rejected = sum(
-        find_layer_groups(0.05 * LAYERS[None] + 0.1 * rng.standard_normal((T, L)), seed=s)[
-            "structure"
-        ]
+        find_layer_groups(0.05 * LAYERS[None] + 0.1 * rng.standard_normal((T, L)), seed=s).structure
+        is not None
         for s in range(40)
     )
     assert rejected <= 6
@@ -133,27 +139,28 @@ def test_steady_linear_trend_is_not_three_groups():
 
 def test_falling_curve_is_not_the_paper_structure():
     res = find_layer_groups(-planted(5, 8, noise=0.05), seed=0)
-    assert res["structure"] is False
+    assert res.structure is None
 
 
 def test_a_clear_but_tiny_rise_is_not_mapped():
     res = find_layer_groups(planted(5, 8, height=0.01, noise=0.001), seed=0)
-    assert res["p_value"] < 0.05
-    assert res["structure"] is False and "rises by only" in res["reason"]
+    assert res.p_value < 0.05
+    assert res.structure is None and "rises by only" in res.reason
 
 
 def test_too_few_tasks_or_layers_say_why():
     res = find_layer_groups(planted(5, 8)[:2], seed=0)
-    assert res["structure"] is False and "at least 3 seen tasks" in res["reason"]
+    assert res.structure is None and "at least 3 seen tasks" in res.reason
     res = find_layer_groups(np.zeros((5, 3)), seed=0)
-    assert res["structure"] is False and "4 layers" in res["reason"]
+    assert res.structure is None and "4 layers" in res.reason and res.p_value is None
 
 
 def test_same_seed_same_result_other_seed_same_map():
     curves = planted(4, 7, seed=9)
     assert find_layer_groups(curves, seed=1) == find_layer_groups(curves, seed=1)
     assert (
-        find_layer_groups(curves, seed=2)["groups"] == find_layer_groups(curves, seed=1)["groups"]
+        find_layer_groups(curves, seed=2).structure.groups
+        == find_layer_groups(curves, seed=1).structure.groups
     )
 
 
@@ -188,9 +195,91 @@ def _reference_fit(mean: np.ndarray) -> tuple[tuple[int, int], float]:
 @pytest.mark.parametrize("seed", range(4))
 def test_fit_matches_brute_force_least_squares(seed):
     curves = planted(3 + seed, 6 + seed, noise=0.1, seed=seed)
-    res = find_layer_groups(curves, seed=seed)
-    assert res["structure"] and res["model"] == "two_knots"
+    found = find_layer_groups(curves, seed=seed).structure
+    assert found and found.model == "two_knots"
     (s, t), rss = _reference_fit(curves.mean(axis=0))
-    assert res["groups"] == {"shared": [1, s], "transition": [s + 1, t], "refinement": [t + 1, L]}
-    fitted = np.array(res["fitted"])
+    assert found.groups == groups((1, s), (s + 1, t), (t + 1, L))
+    fitted = np.array([found.fitted[layer] for layer in LAYERS])
     assert np.sum((fitted - curves.mean(axis=0)) ** 2) == pytest.approx(rss, rel=1e-9)
+
+
+# ------------------------------------------------------------------ the typed map and its JSON
+
+
+@functools.cache
+def fits_of_every_kind() -> dict:
+    """A fit with three groups, with two (each hinge), without structure, and untested."""
+    rng = np.random.default_rng(2)
+    return {
+        "two_knots": find_layer_groups(planted(5, 8), n_boot=50, seed=3),
+        "hinge_shared": find_layer_groups(
+            np.interp(LAYERS, [1, 6, 12], [0.0, 0.0, 0.6])[None]
+            + 0.05 * rng.standard_normal((T, L))
+        ),
+        "hinge_refinement": find_layer_groups(
+            np.interp(LAYERS, [1, 6, 12], [0.0, 0.6, 0.7])[None]
+            + 0.05 * rng.standard_normal((T, L))
+        ),
+        "noise": find_layer_groups(0.1 * rng.standard_normal((T, L)), n_boot=50),
+        "too_few": find_layer_groups(planted(5, 8)[:2]),
+    }
+
+
+@pytest.mark.parametrize("kind", list(fits_of_every_kind()))
+def test_layer_map_json_round_trip(kind):
+    fit = fits_of_every_kind()[kind]
+    if kind.startswith("hinge"):
+        assert fit.structure.model == "hinge"
+    layer_map = LayerMap("measure", ("a", "b"), ("c",), fit=fit, biased=fit)
+    data = json.loads(json.dumps(layer_map.to_json()))
+    again = LayerMap.from_json(data)
+    assert again == layer_map and again.to_json() == data
+
+
+def test_the_map_leaves_layer_0_empty():
+    found = find_layer_groups(planted(5, 8), n_boot=50).structure
+    assert list(found.fitted) == list(found.layer_probabilities) == list(range(1, L + 1))
+    assert found.groups.layers(*GROUPS) == list(range(1, L + 1))
+    assert found.groups.layers("transition") == [5, 6, 7, 8]
+
+
+def file_of(kind: str) -> dict:
+    fit = fits_of_every_kind()[kind]
+    return json.loads(json.dumps(LayerMap("m", ("a",), (), fit=fit, biased=fit).to_json()))
+
+
+@pytest.mark.parametrize(
+    "damage, field",
+    [
+        (lambda d: d.pop("n_tasks"), "'n_tasks' is missing"),
+        (lambda d: d["biased"].pop("p_value_knots"), "'biased.p_value_knots' is missing"),
+        (lambda d: d.update(structure="yes"), "'structure' must be true or false"),
+        (lambda d: d.update(tasks="a"), "'tasks' must be a list of task names"),
+        (lambda d: d["groups"].update(transition=[9, 5]), "'groups.transition' must be null or"),
+        (lambda d: d["groups"].update(transition=None), "'groups.transition' must not be null"),
+        (lambda d: d["biased"]["groups"].pop("shared"), "'biased.groups.shared' is missing"),
+        (lambda d: d["boundaries"].update(transition_start=3), "'boundaries' must be"),
+        (lambda d: d["mean_difference"].pop(), "'mean_difference' must be a list of 12 numbers"),
+        (lambda d: d["layer_probabilities"].pop(0), "'layer_probabilities' must be one"),
+        (lambda d: d["slopes"].pop("shared"), "'slopes' must be a number per"),
+        (lambda d: d.update(biased=[]), "'biased' must be an object"),
+    ],
+)
+def test_from_json_names_the_missing_or_bad_field(damage, field):
+    data = file_of("two_knots")
+    damage(data)
+    with pytest.raises(ValueError, match=re.escape(field)):
+        LayerMap.from_json(data)
+
+
+def test_from_json_checks_the_untested_and_no_structure_forms():
+    data = file_of("too_few")
+    data["structure"] = True
+    with pytest.raises(ValueError, match="'structure' must be false"):
+        LayerMap.from_json(data)
+    data = file_of("noise")
+    del data["reason"]
+    with pytest.raises(ValueError, match="'reason' is missing"):
+        LayerMap.from_json(data)
+    with pytest.raises(ValueError, match="layer map file must be an object"):
+        LayerMap.from_json([])

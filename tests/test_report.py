@@ -2,22 +2,27 @@
 
 import base64
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from markupsafe import escape
 from typer.testing import CliRunner
 
+from mossa.analysis import findings
 from mossa.analysis.synthetic import make_synthetic_run
-from mossa.analysis.tables import read_table
+from mossa.analysis.tables import read_table, read_table_json
 from mossa.cli import app
 from mossa.config import AnalysisConfig
-from mossa.report import readings
+from mossa.report import figures, readings
+from mossa.report import html as html_module
 from mossa.report.data import load_run_data
-from mossa.report.figures import FIGURES
+from mossa.report.figures import FIGURES, FigureSpec
 from mossa.report.html import render_html
 
 L = 8
@@ -50,6 +55,14 @@ def run(tmp_path_factory):
     return run
 
 
+def refound(data, **changes):
+    """``data`` with ``changes``, and the findings the analyze stage computes from them."""
+    changed = dataclasses.replace(data, **changes)
+    return dataclasses.replace(
+        changed, findings=findings.compute_findings(changed, changed.layer_map)
+    )
+
+
 class Images(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -69,6 +82,51 @@ def test_every_figure_is_drawn_as_a_readable_png(run):
         img = mpimg.imread(path)
         assert img.shape[0] > 250 and img.shape[1] > 400
         assert img[..., :3].std() > 0.05  # not blank
+
+
+def test_every_figure_spec_draws_a_file_with_a_caption_and_a_reading(run):
+    data = load_run_data(run)
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert len(FIGURE_NAMES) == len(FIGURES)
+    for spec in FIGURES:
+        assert (run / "figures" / f"{spec.name}.png").is_file(), spec.name
+        assert spec.section and spec.paper and spec.absent
+        assert spec.caption and str(escape(spec.caption)) in html, spec.name
+        lines = spec.reading(data)
+        assert lines and all(line and str(escape(line)) in html for line in lines), spec.name
+
+
+def test_adding_a_figure_is_one_spec(run, tmp_path, monkeypatch):
+    def draw(data):
+        fig, ax = plt.subplots()
+        ax.plot(data.layers, data.layers)
+        return fig
+
+    def nothing(data):
+        return None
+
+    extra = (
+        FigureSpec(
+            "planted",
+            "Planted section",
+            "Fig. 99",
+            draw,
+            "Planted caption.",
+            lambda d: ["Planted reading."],
+        ),
+        FigureSpec(
+            "empty", "Empty", "none", nothing, "Never shown.", lambda d: [], "planted absence"
+        ),
+    )
+    monkeypatch.setattr(figures, "FIGURES", (*FIGURES, *extra))
+    monkeypatch.setattr(html_module, "FIGURES", figures.FIGURES)
+    data = load_run_data(run)
+    paths = figures.render_figures(data, tmp_path)
+    assert set(paths) == FIGURE_NAMES | {"planted"} and (tmp_path / "planted.png").is_file()
+    html = render_html(data, paths)
+    for text in ("Planted section", "Fig. 99", "Planted caption.", "Planted reading."):
+        assert text in html
+    assert 'No figure "empty": planted absence' in html
 
 
 def test_report_is_self_contained_and_embeds_every_figure(run):
@@ -100,8 +158,8 @@ def test_report_states_setup_groups_comparison_and_metrics(run):
         "task00",
     ):
         assert text in html
-    groups = load_run_data(run).groups
-    spans = ", ".join(f"{k} {v[0]}–{v[1]}" for k, v in groups["groups"].items() if v)
+    groups = load_run_data(run).layer_map.groups
+    spans = ", ".join(f"{k} {v.first}–{v.last}" for k, v in groups.items() if v)
     assert spans in html
 
 
@@ -118,52 +176,74 @@ def test_readings_follow_the_numbers(run):
     text = " ".join(readings.read_cka_layers(data))
     assert f"largest {diff[top]:+.2f} at layer {top + 1}" in text
 
-    shifted = dataclasses.replace(data, cka=dict(data.cka))
-    shifted.cka[("sft", "cka")] = data.cka[("sft", "cka")] + 0.07
-    new_text = " ".join(readings.read_cka_layers(shifted))
+    cka = {**data.cka, ("sft", "cka"): data.cka[("sft", "cka")] + 0.07}
+    new_text = " ".join(readings.read_cka_layers(refound(data, cka=cka)))
     assert f"largest {diff[top] + 0.07:+.2f} at layer {top + 1}" in new_text
     assert new_text != text
 
 
 def test_layer_map_reading_without_structure_says_why(run):
     data = load_run_data(run)
-    flat = dataclasses.replace(
-        data,
-        groups={
-            **{k: data.groups[k] for k in ("mean_difference", "n_tasks")},
-            "structure": False,
-            "reason": "planted reason 42",
-        },
-    )
+    fit = dataclasses.replace(data.layer_map.fit, structure=None, reason="planted reason 42")
+    flat = refound(data, layer_map=dataclasses.replace(data.layer_map, fit=fit))
     text = " ".join(readings.read_layer_map(flat))
     assert "No layer structure" in text and "planted reason 42" in text
     html = render_html(flat, {})
     assert "planted reason 42" in html
     verdicts = {r["finding"][:20]: r["verdict"] for r in readings.paper_comparison(flat)}
-    assert verdicts["Three functional gro"] == readings.FAILS
+    assert verdicts["Three functional gro"] == findings.FAILS
+    assert "map scaled to 8 layers" in html  # the groups the findings fall back on
 
 
 def test_paper_comparison_on_the_planted_run(run):
     rows = {r["finding"]: r for r in readings.paper_comparison(load_run_data(run))}
     by_start = {k[:30]: v["verdict"] for k, v in rows.items()}
-    assert by_start["Base CKA with the controls fal"] == readings.HOLDS
-    assert by_start["SFT is below base in the share"] == readings.HOLDS
-    assert by_start["SFT forms more distinct task c"] == readings.HOLDS
-    assert by_start["Unseen tasks: SFT below base i"] in (readings.HOLDS, readings.PARTLY)
-    for row in rows.values():
-        assert row["verdict"] in (
-            readings.HOLDS,
-            readings.PARTLY,
-            readings.FAILS,
-            readings.UNTESTABLE,
-        )
+    assert by_start["Base CKA with the controls fal"] == findings.HOLDS
+    assert by_start["SFT is below base in the share"] == findings.HOLDS
+    assert by_start["SFT forms more distinct task c"] == findings.HOLDS
+    assert by_start["Unseen tasks: SFT below base i"] in (findings.HOLDS, findings.PARTLY)
+    assert {row["verdict"] for row in rows.values()} <= set(findings.VERDICTS)
+
+
+def test_findings_json_holds_the_verdicts_and_follows_from_the_tables(run, tmp_path):
+    """The analyze stage wrote findings.json (checksummed); it is what the tables give."""
+    path = run / "tables" / "findings.json"
+    found = read_table_json(path, findings.check_findings)
+    assert "findings.json" in json.loads((run / "tables" / "checksums.json").read_text())
+    assert [r["finding"] for r in found["paper"]] == [
+        "three_groups",
+        "base_falls",
+        "sft_below_in_shared",
+        "sft_close_after_shared",
+        "more_dims_in_transition",
+        "distinct_clusters",
+        "readability_flesch_kincaid",
+        "readability_coleman_liau",
+        "no_data_size_correlation",
+        "unseen_below_then_above",
+    ]
+    assert {r["verdict"] for r in found["paper"]} <= set(findings.VERDICTS)
+    verdict = {r["finding"]: r["verdict"] for r in found["paper"]}
+    assert verdict["base_falls"] == verdict["sft_below_in_shared"] == findings.HOLDS
+    assert found["groups"]["source"] == "run"
+    data = load_run_data(run)
+    assert found == findings.compute_findings(data, data.layer_map)
+    del found["tsne"]
+    damaged = tmp_path / "tables" / "findings.json"
+    damaged.parent.mkdir()
+    damaged.write_text(json.dumps(found))
+    with pytest.raises(ValueError, match=r"findings.json: findings lack the sections \['tsne'\]"):
+        read_table_json(damaged, findings.check_findings)
+    found["tsne"], found["paper"][1]["verdict"] = None, "maybe"
+    with pytest.raises(ValueError, match="finding 'base_falls' has no verdict among"):
+        findings.check_findings(found)
 
 
 def test_no_unseen_tasks_and_no_metrics_are_stated(run):
     data = load_run_data(run)
-    only_seen = dataclasses.replace(data, seen=dict.fromkeys(data.tasks, True), metrics=[])
+    only_seen = refound(data, seen=dict.fromkeys(data.tasks, True), metrics=[])
     verdicts = {r["finding"][:12]: r["verdict"] for r in readings.paper_comparison(only_seen)}
-    assert verdicts["Unseen tasks"] == readings.UNTESTABLE
+    assert verdicts["Unseen tasks"] == findings.UNTESTABLE
     assert readings.read_unseen(only_seen) == ["This run has no unseen tasks."]
     assert "Task metrics were not computed" in render_html(only_seen, {})
 
@@ -213,11 +293,14 @@ def test_headless_chromium_loads_every_figure(run, tmp_path):
 
 
 def test_paper_map_scales_with_depth():
+    from mossa.analysis.layer_map import GROUPS
     from mossa.analysis.paper import paper_groups
 
-    assert paper_groups(32) == {"shared": [1, 9], "transition": [10, 15], "refinement": [16, 32]}
-    assert paper_groups(16) == {"shared": [1, 5], "transition": [6, 8], "refinement": [9, 16]}
+    def spans(n):
+        return paper_groups(n).to_json()
+
+    assert spans(32) == {"shared": [1, 9], "transition": [10, 15], "refinement": [16, 32]}
+    assert spans(16) == {"shared": [1, 5], "transition": [6, 8], "refinement": [9, 16]}
     for n in range(3, 40):
-        spans = paper_groups(n).values()
-        assert [x for lo, hi in spans for x in range(lo, hi + 1)] == list(range(1, n + 1))
+        assert paper_groups(n).layers(*GROUPS) == list(range(1, n + 1))
     assert paper_groups(2) is None

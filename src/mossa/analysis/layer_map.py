@@ -3,6 +3,7 @@
 The paper drew its layer map by eye. Here it is a change-point fit with a test and a
 confidence, on the per-task difference curves ``D_t(l) = CKA_sft(t, l) - CKA_base(t, l)``
 (each against task t's control), layers 1..L, seen tasks only, and their mean ``m(l)``.
+Layers are numbered as in every table, 0..L; the map leaves layer 0 (embeddings) empty.
 
 ``m`` is fitted by continuous piecewise-linear curves ("broken sticks"):
 
@@ -19,10 +20,15 @@ is chosen by two wild-bootstrap tests over tasks (Rademacher sign flips of the t
 residual curves, which keeps the correlation between layers): does a hinge or two-knot fit
 beat a line by more than task noise allows; if so, do two knots beat one. The confidence
 comes from a bootstrap over tasks (resample tasks with replacement, refit).
+
+:func:`find_layer_groups` returns a :class:`LayerFit`; a run's ``layer_groups.json`` is a
+:class:`LayerMap` (the fit on debiased CKA and the same fit on biased CKA), written with
+:meth:`LayerMap.to_json` and read back, checked, with :meth:`LayerMap.from_json`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +37,362 @@ GROUPS = ("shared", "transition", "refinement")
 MIN_TASKS = 3
 MIN_LAYERS = 4  # two knots need segments of at least two points each: 1..s, s..t, t..L
 MIN_RISE = 0.02  # CKA units: a consistent but smaller rise is real yet too small to map layers by
+NO_FIT = -1  # label of a layer in a refit without a valid fit
+
+
+@dataclass(frozen=True)
+class Span:
+    """The layers ``first..last`` (inclusive) of one group."""
+
+    first: int
+    last: int
+
+    @property
+    def layers(self) -> range:
+        return range(self.first, self.last + 1)
+
+
+@dataclass(frozen=True)
+class LayerGroups:
+    """Which layers belong to which group; a group the fit lacks is None (a hinge has two)."""
+
+    shared: Span | None
+    transition: Span
+    refinement: Span | None
+
+    def items(self) -> list[tuple[str, Span | None]]:
+        """(name, span) of the three groups in depth order."""
+        return [(name, getattr(self, name)) for name in GROUPS]
+
+    def layers(self, *names: str) -> list[int]:
+        """The layers of the named groups, ascending."""
+        return sorted(
+            layer for name, span in self.items() if name in names and span for layer in span.layers
+        )
+
+    def starts(self) -> dict[str, int]:
+        """First layer of the transition and of the refinement group, when another precedes it.
+
+        These are the map's boundaries (``transition_start``, ``refinement_start``).
+        """
+        return {
+            f"{name}_start": span.first
+            for name, span in self.items()
+            if name != "shared" and span and span.first > 1
+        }
+
+    def to_json(self) -> dict:
+        return {name: [span.first, span.last] if span else None for name, span in self.items()}
+
+    @classmethod
+    def from_json(cls, data, n_layers: int) -> LayerGroups:
+        """Groups from :meth:`to_json`; ValueError naming a missing or bad group."""
+        return _groups_from(_Fields(data, "groups"), n_layers)
+
+
+@dataclass(frozen=True)
+class LayerShares:
+    """Share of the task-bootstrap refits giving one layer each label (``none``: no valid fit)."""
+
+    shared: float
+    transition: float
+    refinement: float
+    none: float
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The groups a fit found, the fitted curve's shape, and how stable they are."""
+
+    model: str  # "two_knots" (three groups) or "hinge" (two)
+    groups: LayerGroups
+    confidence: dict[str, float]  # per boundary: share of refits placing it within ±1 layer
+    layer_probabilities: dict[int, LayerShares]  # per layer 1..L
+    fitted: dict[int, float]  # the fitted broken line per layer 1..L
+    slopes: dict[str, float]  # per group present, CKA per layer
+    rise: float  # of the fitted curve over the transition layers
+    p_value_knots: float  # two knots against the best hinge
+
+    @property
+    def boundaries(self) -> dict[str, int]:
+        return self.groups.starts()
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "groups": self.groups.to_json(),
+            "boundaries": self.boundaries,
+            "confidence": dict(self.confidence),
+            "layer_probabilities": [
+                {"layer": layer, **vars(shares)}
+                for layer, shares in self.layer_probabilities.items()
+            ],
+            "fitted": list(self.fitted.values()),
+            "slopes": dict(self.slopes),
+            "rise": self.rise,
+            "p_value_knots": self.p_value_knots,
+        }
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    """One fit of the layer map to per-task SFT-minus-base curves (:func:`find_layer_groups`).
+
+    ``p_value`` and ``mean_difference_ci`` are None when there are too few tasks or layers
+    to fit; ``structure`` is None when no layer map was found, and ``reason`` says why.
+    """
+
+    n_tasks: int
+    n_layers: int
+    n_bootstrap: int
+    alpha: float
+    seed: int
+    mean_difference: dict[int, float]  # mean curve per layer 1..L (empty without tasks)
+    mean_difference_ci: dict[int, tuple[float, float]] | None  # 95% task-bootstrap interval
+    p_value: float | None  # a hinge or two knots against a straight line
+    structure: Structure | None
+    reason: str | None
+
+    def to_json(self) -> dict:
+        """The fit's fields of layer_groups.json, in the file's (fixed) key order."""
+        head = {
+            "n_tasks": self.n_tasks,
+            "n_layers": self.n_layers,
+            "n_bootstrap": self.n_bootstrap,
+            "alpha": self.alpha,
+            "seed": self.seed,
+        }
+        curve = list(self.mean_difference.values())
+        if self.mean_difference_ci is None:
+            return {
+                **head,
+                "structure": False,
+                "p_value": None,
+                "mean_difference": curve,
+                "reason": self.reason,
+            }
+        out = {
+            **head,
+            "mean_difference": curve,
+            "mean_difference_ci": [list(ci) for ci in self.mean_difference_ci.values()],
+            "p_value": self.p_value,
+            "structure": self.structure is not None,
+        }
+        if self.structure is None:
+            return {**out, "reason": self.reason}
+        return {**out, **self.structure.to_json()}
+
+
+@dataclass(frozen=True)
+class LayerMap:
+    """A run's layer map (``RUN/tables/layer_groups.json``).
+
+    ``fit`` is the map on debiased CKA, the one the report reads; ``biased`` is the same
+    fit on biased CKA, for comparison with the paper. ``tasks`` are the seen tasks used,
+    ``excluded_tasks`` seen tasks left out for an undefined CKA at some layer.
+    """
+
+    measure: str
+    tasks: tuple[str, ...]
+    excluded_tasks: tuple[str, ...]
+    fit: LayerFit
+    biased: LayerFit
+
+    @property
+    def groups(self) -> LayerGroups | None:
+        """This run's groups, or None when the map found no structure."""
+        return self.fit.structure.groups if self.fit.structure else None
+
+    def to_json(self) -> dict:
+        """The content of layer_groups.json (the debiased fit's fields at the top level)."""
+        return {
+            "measure": self.measure,
+            "tasks": list(self.tasks),
+            "excluded_tasks": list(self.excluded_tasks),
+            **self.fit.to_json(),
+            "biased": self.biased.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data) -> LayerMap:
+        """The map in a layer_groups.json object; ValueError naming a missing or bad field."""
+        fields = _Fields(data, "")
+        names = (_is_list(_is_str), "a list of task names")
+        return cls(
+            measure=fields("measure", _is_str, "a string"),
+            tasks=tuple(fields("tasks", *names)),
+            excluded_tasks=tuple(fields("excluded_tasks", *names)),
+            fit=_fit_from(fields),
+            biased=_fit_from(fields.obj("biased")),
+        )
+
+
+# -- reading layer_groups.json: every field checked, errors naming it ------------------------
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_str(v) -> bool:
+    return isinstance(v, str)
+
+
+def _is_bool(v) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_list(item: Callable, length: int | None = None) -> Callable:
+    def check(v) -> bool:
+        ok = isinstance(v, list) and all(item(x) for x in v)
+        return ok and (length is None or len(v) == length)
+
+    return check
+
+
+def _is_span(n_layers: int) -> Callable:
+    def check(v) -> bool:
+        return _is_list(_is_int, 2)(v) and 1 <= v[0] <= v[1] <= n_layers
+
+    return check
+
+
+class _Fields:
+    """The fields of one JSON object, each read with a check; errors name the field's path."""
+
+    def __init__(self, data, path: str):
+        if not isinstance(data, dict):
+            raise ValueError(f"layer map {self._where(path)} must be an object")
+        self.data, self.path = data, path
+
+    @staticmethod
+    def _where(path: str) -> str:
+        return f"field {path!r}" if path else "file"
+
+    def name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def __call__(self, key: str, check: Callable, what: str):
+        if key not in self.data:
+            raise ValueError(f"layer map field {self.name(key)!r} is missing")
+        value = self.data[key]
+        if not check(value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ValueError(f"layer map field {self.name(key)!r} must be {what}, got {shown}")
+        return value
+
+    def obj(self, key: str) -> _Fields:
+        return _Fields(self(key, lambda v: isinstance(v, dict), "an object"), self.name(key))
+
+
+def _groups_from(fields: _Fields, n_layers: int) -> LayerGroups:
+    span = (lambda v: v is None or _is_span(n_layers)(v), f"null or [first, last] in 1..{n_layers}")
+    spans = {name: fields(name, *span) for name in GROUPS}
+    if spans["transition"] is None:
+        raise ValueError(f"layer map field {fields.name('transition')!r} must not be null")
+    return LayerGroups(**{k: Span(*v) if v else None for k, v in spans.items()})
+
+
+def _per_layer(values: list) -> dict:
+    """File lists hold layers 1..L in order (the map leaves layer 0 empty)."""
+    return dict(enumerate(values, start=1))
+
+
+def _fit_from(fields: _Fields) -> LayerFit:
+    n_layers = fields("n_layers", _is_int, "an integer")
+    n_tasks = fields("n_tasks", _is_int, "an integer")
+    curve = _is_list(_is_num, n_layers if n_tasks else 0)
+    common = {
+        "n_tasks": n_tasks,
+        "n_layers": n_layers,
+        "n_bootstrap": fields("n_bootstrap", _is_int, "an integer"),
+        "alpha": fields("alpha", _is_num, "a number"),
+        "seed": fields("seed", _is_int, "an integer"),
+        "mean_difference": _per_layer(
+            fields("mean_difference", curve, f"a list of {n_layers} numbers")
+        ),
+    }
+    p_value = fields("p_value", lambda v: v is None or _is_num(v), "null or a number")
+    structure = fields("structure", _is_bool, "true or false")
+    if p_value is None or not structure:
+        reason = fields("reason", _is_str, "a string")
+        if p_value is None:
+            if structure:
+                raise ValueError(f"layer map field {fields.name('structure')!r} must be false")
+            return LayerFit(
+                **common, mean_difference_ci=None, p_value=None, structure=None, reason=reason
+            )
+    ci = fields(
+        "mean_difference_ci",
+        _is_list(_is_list(_is_num, 2), n_layers),
+        f"a list of {n_layers} [low, high] pairs",
+    )
+    ci = _per_layer([tuple(pair) for pair in ci])
+    if not structure:
+        return LayerFit(
+            **common, mean_difference_ci=ci, p_value=p_value, structure=None, reason=reason
+        )
+    return LayerFit(
+        **common,
+        mean_difference_ci=ci,
+        p_value=p_value,
+        structure=_structure_from(fields, n_layers),
+        reason=None,
+    )
+
+
+def _structure_from(fields: _Fields, n_layers: int) -> Structure:
+    model = fields("model", lambda v: v in ("two_knots", "hinge"), "two_knots or hinge")
+    groups = _groups_from(fields.obj("groups"), n_layers)
+    boundaries = fields("boundaries", lambda v: v == groups.starts(), f"{groups.starts()}")
+    shares = fields(
+        "confidence",
+        lambda v: (
+            isinstance(v, dict)
+            and set(v) == set(boundaries)
+            and all(_is_num(x) for x in v.values())
+        ),
+        f"a number per {list(boundaries)}",
+    )
+    present = [name for name, span in groups.items() if span]
+    slopes = fields(
+        "slopes",
+        lambda v: (
+            isinstance(v, dict) and list(v) == present and all(_is_num(x) for x in v.values())
+        ),
+        f"a number per {present}",
+    )
+    keys = ["layer", *GROUPS, "none"]
+    rows = fields(
+        "layer_probabilities",
+        lambda v: (
+            isinstance(v, list)
+            and [r.get("layer") if isinstance(r, dict) else None for r in v]
+            == list(range(1, n_layers + 1))
+            and all(list(r) == keys and all(_is_num(x) for x in r.values()) for r in v)
+        ),
+        f"one {{{', '.join(keys)}}} object per layer 1..{n_layers}",
+    )
+    return Structure(
+        model=model,
+        groups=groups,
+        confidence=dict(shares),
+        layer_probabilities={r["layer"]: LayerShares(**{k: r[k] for k in keys[1:]}) for r in rows},
+        fitted=_per_layer(
+            fields("fitted", _is_list(_is_num, n_layers), f"a list of {n_layers} numbers")
+        ),
+        slopes=dict(slopes),
+        rise=fields("rise", _is_num, "a number"),
+        p_value_knots=fields("p_value_knots", _is_num, "a number"),
+    )
+
+
+# -- the fit ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -130,38 +492,28 @@ def _p_value(observed: float, null: np.ndarray) -> float:
     return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
 
 
-def _groups(family: Family, knots: np.ndarray, slopes: np.ndarray, n_layers: int) -> dict:
-    """Inclusive [first, last] layer ranges per group (None for a group the model lacks)."""
+def _groups(family: Family, knots: np.ndarray, slopes: np.ndarray, n_layers: int) -> LayerGroups:
+    """The groups of one candidate fit (knots and slopes of its segments)."""
     if family.kind == "two_knots":
         s, t = (int(v) for v in knots)
-        return {"shared": [1, s], "transition": [s + 1, t], "refinement": [t + 1, n_layers]}
+        return LayerGroups(Span(1, s), Span(s + 1, t), Span(t + 1, n_layers))
     k = int(knots[0])
     if slopes[1] > slopes[0]:
-        return {"shared": [1, k], "transition": [k + 1, n_layers], "refinement": None}
-    return {"shared": None, "transition": [1, k], "refinement": [k + 1, n_layers]}
+        return LayerGroups(Span(1, k), Span(k + 1, n_layers), None)
+    return LayerGroups(None, Span(1, k), Span(k + 1, n_layers))
 
 
 def _label_rows(family: Family, idx: np.ndarray, curves: np.ndarray, n_layers: int) -> np.ndarray:
-    """Group index per refit and layer, [B, L] (0 shared, 1 transition, 2 refinement, -1 none)."""
-    labels = np.full((len(idx), n_layers), -1)
+    """Group index per refit and layer 0..L, [B, L+1] (0, 1, 2 as in GROUPS; NO_FIT otherwise)."""
+    labels = np.full((len(idx), n_layers + 1), NO_FIT)
     for b, k in enumerate(idx):
         if k < 0:
             continue
         _, slopes = _fit(curves[b], family, k)
-        for g, span in enumerate(_groups(family, family.knots[k], slopes, n_layers).values()):
+        for g, (_, span) in enumerate(_groups(family, family.knots[k], slopes, n_layers).items()):
             if span:
-                labels[b, span[0] - 1 : span[1]] = g
+                labels[b, span.first : span.last + 1] = g
     return labels
-
-
-def _starts(groups: dict) -> dict[str, int]:
-    """First layer of the transition and of the refinement group (when they follow another)."""
-    out = {}
-    for name in ("transition", "refinement"):
-        span = groups[name]
-        if span and span[0] > 1:
-            out[f"{name}_start"] = span[0]
-    return out
 
 
 def _validate(diff) -> np.ndarray:
@@ -184,7 +536,7 @@ def find_layer_groups(
     alpha: float = 0.05,
     min_rise: float = MIN_RISE,
     seed: int = 0,
-) -> dict:
+) -> LayerFit:
     """Fit the layer map to per-task SFT-minus-base CKA curves.
 
     Parameters
@@ -205,19 +557,11 @@ def find_layer_groups(
 
     Returns
     -------
-    dict
-        JSON-ready. Always: ``structure`` (bool), ``n_tasks``, ``n_layers``,
-        ``mean_difference`` [L], ``p_value`` (hinge or two knots against a line; None
-        when there are too few tasks or layers to test), ``n_bootstrap``, ``alpha``,
-        ``seed``; with at least 3 tasks and 4 layers also ``mean_difference_ci`` [L][2]
-        (95% task-bootstrap interval of the mean curve). With structure: ``model``
-        ("two_knots" or "hinge"), ``groups`` (inclusive [first, last] per group; None for
-        a group a hinge lacks), ``boundaries`` (first layer of transition and/or
-        refinement), ``confidence`` (share of task-bootstrap refits within ±1 layer of
-        each boundary), ``layer_probabilities`` (per layer, the share of refits giving each
-        label, and ``none`` for refits without a valid fit), ``fitted`` [L], ``slopes``
-        (per group, per layer), ``rise`` (of the fit over the transition layers),
-        ``p_value_knots`` (two knots against a hinge). Without structure: ``reason``.
+    LayerFit
+        Per-layer values keyed by layer number 1..L. ``p_value`` and ``mean_difference_ci``
+        are None with fewer than 3 tasks or 4 layers; ``structure`` (groups, boundaries
+        and their confidence, per-layer label shares, fitted curve, slopes, rise, the
+        two-knots test) is None without a layer map, and ``reason`` says why.
     """
     diff = _validate(diff)
     if not 0 < alpha < 1:
@@ -225,28 +569,37 @@ def find_layer_groups(
     if int(n_boot) < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     n_tasks, n_layers = diff.shape
-    out: dict = {
-        "n_tasks": int(n_tasks),
-        "n_layers": int(n_layers),
-        "n_bootstrap": int(n_boot),
-        "alpha": float(alpha),
-        "seed": int(seed),
-    }
+    layers = range(1, n_layers + 1)  # the layer of each column of diff
+
+    def per_layer(values) -> dict:
+        return dict(zip(layers, values, strict=True))
+
+    def result(**fields) -> LayerFit:
+        return LayerFit(
+            n_tasks=int(n_tasks),
+            n_layers=int(n_layers),
+            n_bootstrap=int(n_boot),
+            alpha=float(alpha),
+            seed=int(seed),
+            **{"mean_difference_ci": None, "structure": None, "reason": None, **fields},
+        )
+
     if n_tasks < MIN_TASKS or n_layers < MIN_LAYERS:
-        return {
-            **out,
-            "structure": False,
-            "p_value": None,
-            "mean_difference": diff.mean(axis=0).tolist() if n_tasks else [],
-            "reason": f"needs at least {MIN_TASKS} seen tasks and {MIN_LAYERS} layers, "
+        return result(
+            mean_difference=per_layer(diff.mean(axis=0).tolist()) if n_tasks else {},
+            p_value=None,
+            reason=f"needs at least {MIN_TASKS} seen tasks and {MIN_LAYERS} layers, "
             f"got {n_tasks} tasks and {n_layers} layers",
-        }
+        )
     rng = np.random.default_rng(seed)
     mean = diff.mean(axis=0)
-    out["mean_difference"] = mean.tolist()
     boot_idx = rng.integers(0, n_tasks, size=(n_boot, n_tasks))
     boot_means = diff[boot_idx].mean(axis=1)
-    out["mean_difference_ci"] = np.percentile(boot_means, [2.5, 97.5], axis=0).T.tolist()
+    ci = np.percentile(boot_means, [2.5, 97.5], axis=0).T.tolist()
+    tested = {
+        "mean_difference": per_layer(mean.tolist()),
+        "mean_difference_ci": per_layer(tuple(pair) for pair in ci),
+    }
 
     line, hinge, knots2 = (_family(k, n_layers) for k in ("line", "hinge", "two_knots"))
     residuals = diff - mean
@@ -254,17 +607,16 @@ def find_layer_groups(
     line_fit = _fit(mean, line, 0)[0]
     null = _improvement(line_fit + _wild_noise(residuals, n_boot, rng), [hinge, knots2], line)
     p_structure = _p_value(observed, null)
-    out["p_value"] = p_structure
     if p_structure >= alpha:
         slope = float(_fit(mean, line, 0)[1][0])
-        return {
-            **out,
-            "structure": False,
-            "reason": (
+        return result(
+            **tested,
+            p_value=p_structure,
+            reason=(
                 f"no bend in the SFT-minus-base CKA curve beyond task noise (p = "
                 f"{p_structure:.3f} against a straight line, slope {slope:+.2g} per layer)"
             ),
-        }
+        )
 
     hinge_idx = int(_best(mean[None], hinge)[0][0])
     observed = float(_improvement(mean[None], [knots2], hinge)[0])
@@ -278,57 +630,52 @@ def find_layer_groups(
 
     idx = int(_best(mean[None], family)[0][0])
     fitted, slopes = _fit(mean, family, idx)
+    fitted = per_layer(fitted.tolist())
     groups = _groups(family, family.knots[idx], slopes, n_layers)
-    lo, hi = groups["transition"]
-    rise = float(fitted[hi - 1] - (fitted[lo - 2] if lo > 1 else fitted[0]))
+    span = groups.transition
+    rise = float(fitted[span.last] - fitted[max(span.first - 1, 1)])
     if rise < min_rise:
-        return {
-            **out,
-            "structure": False,
-            "reason": (
+        return result(
+            **tested,
+            p_value=p_structure,
+            reason=(
                 f"the SFT-minus-base CKA curve rises by only {rise:.4f} over its steepest "
                 f"stretch (below {min_rise} CKA), though consistently across tasks "
                 f"(p = {p_structure:.3f})"
             ),
-        }
+        )
 
     boot_best, _ = _best(boot_means, family)
     labels = _label_rows(family, boot_best, boot_means, n_layers)
-    boundaries = _starts(groups)
+    boundaries = groups.starts()
     refit_starts = {name: np.full(n_boot, -99) for name in boundaries}
     for b in range(n_boot):
         if boot_best[b] < 0:
             continue
         _, bslopes = _fit(boot_means[b], family, boot_best[b])
-        starts = _starts(_groups(family, family.knots[boot_best[b]], bslopes, n_layers))
+        starts = _groups(family, family.knots[boot_best[b]], bslopes, n_layers).starts()
         for name in boundaries:
             refit_starts[name][b] = starts.get(name, -99)
-    confidence = {
-        name: float(np.mean(np.abs(refit_starts[name] - pos) <= 1))
-        for name, pos in boundaries.items()
-    }
-    return {
-        **out,
-        "structure": True,
-        "model": family.kind,
-        "groups": groups,
-        "boundaries": boundaries,
-        "confidence": confidence,
-        "layer_probabilities": [
-            {
-                "layer": layer,
-                **{
-                    name: float(np.mean(labels[:, layer - 1] == g)) for g, name in enumerate(GROUPS)
-                },
-                "none": float(np.mean(labels[:, layer - 1] == -1)),
-            }
-            for layer in range(1, n_layers + 1)
-        ],
-        "fitted": fitted.tolist(),
-        "slopes": {
-            name: float(slopes[i])
-            for i, name in enumerate(n for n in GROUPS if groups[n] is not None)
+    structure = Structure(
+        model=family.kind,
+        groups=groups,
+        confidence={
+            name: float(np.mean(np.abs(refit_starts[name] - pos) <= 1))
+            for name, pos in boundaries.items()
         },
-        "rise": rise,
-        "p_value_knots": p_knots,
-    }
+        layer_probabilities={
+            layer: LayerShares(
+                *(float(np.mean(labels[:, layer] == g)) for g in range(len(GROUPS))),
+                none=float(np.mean(labels[:, layer] == NO_FIT)),
+            )
+            for layer in layers
+        },
+        fitted=fitted,
+        slopes={
+            name: float(slopes[i])
+            for i, name in enumerate(name for name, span in groups.items() if span)
+        },
+        rise=rise,
+        p_value_knots=p_knots,
+    )
+    return result(**tested, p_value=p_structure, structure=structure)

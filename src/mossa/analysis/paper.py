@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from mossa.analysis.layer_map import LayerGroups, Span
+
 PAPER_DEPTH = 32
 PAPER_GROUPS = {"shared": (1, 9), "transition": (10, 15), "refinement": (16, 32)}
 PAPER_TSNE_LAYERS = (1, 10, 15, 20, 32)
@@ -19,7 +21,7 @@ def scale_layer(layer: int, n_layers: int) -> int:
     return max(1, math.floor(layer * n_layers / PAPER_DEPTH + 0.5))
 
 
-def paper_groups(n_layers: int) -> dict[str, list[int]] | None:
+def paper_groups(n_layers: int) -> LayerGroups | None:
     """The paper's map scaled to ``n_layers`` layers; None below 3 layers (no room for three)."""
     if n_layers < 3:
         return None
@@ -27,8 +29,8 @@ def paper_groups(n_layers: int) -> dict[str, list[int]] | None:
     transition_end = max(shared_end + 1, scale_layer(PAPER_GROUPS["transition"][1], n_layers))
     transition_end = min(transition_end, n_layers - 1)
     shared_end = min(shared_end, transition_end - 1)
-    return {
-        "shared": [1, shared_end],
-        "transition": [shared_end + 1, transition_end],
-        "refinement": [transition_end + 1, n_layers],
-    }
+    return LayerGroups(
+        shared=Span(1, shared_end),
+        transition=Span(shared_end + 1, transition_end),
+        refinement=Span(transition_end + 1, n_layers),
+    )

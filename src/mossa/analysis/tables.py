@@ -1,7 +1,8 @@
-"""Schemas of the analysis tables and their (atomic) CSV/JSON reading and writing.
+"""Schemas of the analysis tables, their (atomic) CSV/JSON reading and writing, and the
+tables of a run read back into arrays.
 
 One source of truth for column names: the analysis writes through these schemas, the
-report and the tests read through them.
+findings, the report and the tests read through them.
 """
 
 from __future__ import annotations
@@ -10,10 +11,20 @@ import csv
 import io
 import json
 import math
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
 
 from mossa.io import CorruptRunFile, atomic_write_text, corrupt, read_json, read_text
+from mossa.run_dir import RunDir
 
+T = TypeVar("T")
 STAGE = "analyze"  # the pipeline stage that writes RUN/tables (named in rebuild hints)
 
 SCHEMAS: dict[str, tuple[str, ...]] = {
@@ -108,23 +119,155 @@ def read_table(path: Path, name: str) -> list[dict]:
     return rows
 
 
-def read_table_json(path: Path) -> dict:
-    """A JSON object written by :func:`write_json` into RUN/tables (errors as read_table)."""
+def read_table_json(path: Path, parse: Callable[[dict], T]) -> T:
+    """A JSON object written by :func:`write_json` into RUN/tables, as ``parse`` reads it.
+
+    Errors as :func:`read_table`; a ValueError from ``parse`` (a missing or bad field)
+    becomes a CorruptRunFile naming the file and the command that rebuilds it.
+    """
     path = Path(path)
-    return read_json(path, dict, stage=STAGE, run_dir=path.parent.parent)
+    run_dir = path.parent.parent
+    data = read_json(path, dict, stage=STAGE, run_dir=run_dir)
+    try:
+        return parse(data)
+    except ValueError as exc:
+        raise corrupt(path, str(exc), STAGE, run_dir) from None
+
+
+def json_ready(x):
+    """``x`` with tuples as lists and non-finite floats as None, as :func:`write_json` writes it."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_ready(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_ready(v) for v in x]
+    return x
 
 
 def write_json(path: Path, data: dict) -> Path:
     """Write ``data`` as indented JSON, atomically (NaN becomes null)."""
-
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
-    atomic_write_text(path, json.dumps(clean(data), indent=1) + "\n")
+    atomic_write_text(path, json.dumps(json_ready(data), indent=1) + "\n")
     return path
+
+
+CKA_COLUMNS = ("cka", "cka_biased", "null_p95", "ci_low", "ci_high")
+MODELS = ("base", "sft")
+
+
+@dataclass
+class TableArrays:
+    """The tables of a run as arrays indexed [task, layer 0..L] (tasks in cka.csv order).
+
+    What the findings are computed from and the report's figures draw.
+    """
+
+    tasks: list[str]
+    cluster: dict[str, str]
+    seen: dict[str, bool]
+    n: dict[str, int]
+    n_layers: int
+    cka: dict[tuple[str, str], np.ndarray]  # (model, column) -> [T, L+1]
+    pca: dict[str, np.ndarray]  # model -> [T, L+1]
+    correlations: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]  # (model, measure) -> r, p
+    clustering: dict[str, tuple[np.ndarray, np.ndarray]]  # model -> ari [L+1], silhouette [L+1]
+    tsne: list[dict]
+    metrics: list[dict]
+    cross: dict[str, np.ndarray]  # model -> mean over seen tasks [L+1, L+1]
+
+    @property
+    def seen_mask(self) -> np.ndarray:
+        return np.array([self.seen[t] for t in self.tasks])
+
+    @property
+    def layers(self) -> np.ndarray:
+        return np.arange(self.n_layers + 1)
+
+    def clusters(self, seen: bool = True) -> list[str]:
+        """Cluster ids of the (seen or unseen) tasks, in order of first appearance."""
+        return list(dict.fromkeys(self.cluster[t] for t in self.tasks if self.seen[t] == seen))
+
+
+def _grid(rows: list[dict], key: str, tasks: list[str], n_layers: int, models) -> dict:
+    index = {t: i for i, t in enumerate(tasks)}
+    out = {m: np.full((len(tasks), n_layers + 1), np.nan) for m in models}
+    for r in rows:
+        if r["model"] in out:
+            out[r["model"]][index[r["task"]], r["layer"]] = r[key]
+    return out
+
+
+def read_arrays(run: RunDir) -> TableArrays:
+    """RUN/tables (CSV tables and cross-layer matrices) as :class:`TableArrays`."""
+    cka_rows = read_table(run.table("cka.csv"), "cka")
+    if not cka_rows:
+        raise ValueError(f"{run.table('cka.csv')} has no rows")
+    tasks = list(dict.fromkeys(r["task"] for r in cka_rows))
+    n_layers = max(r["layer"] for r in cka_rows)
+    cka = {}
+    for column in CKA_COLUMNS:
+        for model, grid in _grid(cka_rows, column, tasks, n_layers, MODELS).items():
+            cka[(model, column)] = grid
+    pca_rows = read_table(run.table("pca_dims.csv"), "pca_dims")
+    pca_models = list(dict.fromkeys(r["model"] for r in pca_rows))
+    pca = _grid(pca_rows, "dims99", tasks, n_layers, pca_models)
+    correlations: dict = {}
+    for r in read_table(run.table("correlations.csv"), "correlations"):
+        r_arr, p_arr = correlations.setdefault(
+            (r["model"], r["measure"]),
+            (np.full(n_layers + 1, np.nan), np.full(n_layers + 1, np.nan)),
+        )
+        r_arr[r["layer"]], p_arr[r["layer"]] = r["pearson_r"], r["p_value"]
+    clustering: dict = {}
+    for r in read_table(run.table("clustering.csv"), "clustering"):
+        ari, sil = clustering.setdefault(
+            r["model"], (np.full(n_layers + 1, np.nan), np.full(n_layers + 1, np.nan))
+        )
+        ari[r["layer"]], sil[r["layer"]] = r["ari"], r["silhouette"]
+    first = {r["task"]: r for r in cka_rows if r["layer"] == 0}
+    seen = {t: bool(first[t]["seen"]) for t in tasks}
+    return TableArrays(
+        tasks=tasks,
+        cluster={t: first[t]["cluster"] for t in tasks},
+        seen=seen,
+        n={t: int(first[t]["n"]) for t in tasks},
+        n_layers=n_layers,
+        cka=cka,
+        pca=pca,
+        correlations=correlations,
+        clustering=clustering,
+        tsne=read_table(run.table("tsne.csv"), "tsne") if run.table("tsne.csv").exists() else [],
+        metrics=read_table(run.table("task_metrics.csv"), "task_metrics"),
+        cross=_mean_cross(run, [t for t in tasks if seen[t]]),
+    )
+
+
+def _mean_cross(run: RunDir, tasks: list[str]) -> dict[str, np.ndarray]:
+    """Mean cross-layer CKA over ``tasks`` per model (NaN entries ignored)."""
+    stacks: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
+    for task in tasks:
+        path = run.cross_layer(task)
+        if not path.is_file():
+            raise FileNotFoundError(f"cross-layer CKA of task {task!r} missing: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                for model in MODELS:
+                    stacks[model].append(data[model])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            problem = f"not a readable cross-layer CKA archive ({exc!r})"
+            raise corrupt(path, problem, STAGE, run.root) from None
+    return {m: np.nanmean(np.stack(v), axis=0) for m, v in stacks.items() if v}
+
+
+@contextmanager
+def quiet_nan_aggregates() -> Iterator[None]:
+    """Silence numpy's warnings about aggregates over NaN only.
+
+    An undefined CKA (a layer whose states do not vary, typically the embedding of a shared
+    last token) is NaN in the tables; medians and means over it are NaN and reported as
+    such. numpy's all-NaN warnings would only repeat that.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        yield

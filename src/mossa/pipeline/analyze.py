@@ -1,7 +1,8 @@
 """`mossa analyze`: every table of RUN/tables from the activation store, in one pass.
 
 Each task's base, sft and control states are loaded once; CKA statistics are batched over
-layers; seen tasks' base and SFT states are kept (float32) for clustering and t-SNE.
+layers; seen tasks' base and SFT states are kept (float32) for clustering and t-SNE. Last
+come the layer map (layer_groups.json) and the findings the report states (findings.json).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from mossa.analysis import cka_tables, correlations, embeddings, kmeans, pca
-from mossa.analysis.layer_map import find_layer_groups
-from mossa.analysis.tables import write_json, write_table
+from mossa.analysis.findings import compute_findings
+from mossa.analysis.layer_map import LayerMap, find_layer_groups
+from mossa.analysis.tables import quiet_nan_aggregates, read_arrays, write_json, write_table
 from mossa.config import RunConfig
 from mossa.io import CHECKSUM_FILE, atomic_write_bytes, corrupt, write_checksums
 from mossa.run_dir import RunDir
@@ -149,8 +151,8 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
         out / "correlations.csv", "correlations", correlations.correlation_rows(cka_rows, tasks)
     )
     write_table(out / "task_metrics.csv", "task_metrics", read_task_metrics(run))
-    groups = layer_map(cka_rows, tasks, n_layers, acfg.group_bootstrap, cfg.seed)
-    write_json(out / "layer_groups.json", groups)
+    the_map = layer_map(cka_rows, tasks, n_layers, acfg.group_bootstrap, cfg.seed)
+    write_json(out / "layer_groups.json", the_map.to_json())
 
     stacked = {m: np.concatenate(v, axis=1) for m, v in kept.items() if v}
     kept.clear()
@@ -164,6 +166,10 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
         )
     write_table(out / "clustering.csv", "clustering", ari)
     write_table(out / "tsne.csv", "tsne", tsne)
+    # The findings read the tables back: every number in them is one a reader of the files gets.
+    with quiet_nan_aggregates():
+        findings = compute_findings(read_arrays(run), the_map)
+    write_json(out / "findings.json", findings)
     # last: a checksum of every table, so the report never reads a damaged or stale one
     tables = sorted(str(p.relative_to(out)) for p in out.rglob("*") if _is_table(p))
     write_checksums(out, tables)
@@ -175,7 +181,7 @@ def _is_table(path: Path) -> bool:
 
 def layer_map(
     cka_rows: list[dict], tasks: list[dict], n_layers: int, n_boot: int, seed: int
-) -> dict:
+) -> LayerMap:
     """layer_groups.json: the map from debiased CKA, plus the same fit on biased CKA."""
     seen = [t["name"] for t in tasks if t["seen"]]
     diffs = {
@@ -183,19 +189,14 @@ def layer_map(
     }
     # A task with an undefined CKA (a layer whose states do not vary) cannot enter the map.
     usable = np.isfinite(diffs["cka"]).all(axis=1) & np.isfinite(diffs["cka_biased"]).all(axis=1)
-    result = {
-        "measure": "debiased CKA, SFT minus base, each against the task's control",
-        "tasks": [t for t, ok in zip(seen, usable, strict=True) if ok],
-        "excluded_tasks": [t for t, ok in zip(seen, usable, strict=True) if not ok],
-    }
-    for column, key in (("cka", None), ("cka_biased", "biased")):
-        diff = diffs[column][usable]
-        fit = find_layer_groups(diff, n_boot=n_boot, seed=seed)
-        if key is None:
-            result.update(fit)
-        else:
-            result[key] = fit
-    return result
+    fits = {c: find_layer_groups(d[usable], n_boot=n_boot, seed=seed) for c, d in diffs.items()}
+    return LayerMap(
+        measure="debiased CKA, SFT minus base, each against the task's control",
+        tasks=tuple(t for t, ok in zip(seen, usable, strict=True) if ok),
+        excluded_tasks=tuple(t for t, ok in zip(seen, usable, strict=True) if not ok),
+        fit=fits["cka"],
+        biased=fits["cka_biased"],
+    )
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

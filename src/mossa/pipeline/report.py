@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
+from mossa.analysis.tables import quiet_nan_aggregates
 from mossa.config import RunConfig
 from mossa.io import atomic_write_text
 from mossa.report.data import load_run_data
@@ -16,12 +16,7 @@ from mossa.run_dir import RunDir
 def run_report(run_dir: Path, cfg: RunConfig) -> Path:
     """Draw every figure from RUN/tables and write RUN/report.html; returns its path."""
     run = RunDir(run_dir)
-    with warnings.catch_warnings():
-        # An undefined CKA (a layer whose states do not vary, typically the embedding of a
-        # shared last token) is NaN in the tables; medians and means over it are NaN and
-        # shown as "n/a". numpy's all-NaN warnings would only repeat that.
-        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+    with quiet_nan_aggregates():
         data = load_run_data(run.root, cfg)
         paths = render_figures(data, run.figures_dir)
         html = render_html(data, paths)

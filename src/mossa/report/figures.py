@@ -2,7 +2,8 @@
 
 Each ``fig_*`` function takes the run's :class:`~mossa.report.data.RunData` and returns a
 matplotlib Figure, or None when the run has nothing to show for it (e.g. no unseen
-tasks). :data:`FIGURES` lists them in report order with the paper figure they redraw.
+tasks). :data:`FIGURES` is the one registry of the report's figures, in report order: per
+figure a :class:`FigureSpec` with its drawing, caption and reading.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from mossa.analysis.layer_map import GROUPS  # noqa: E402
 from mossa.analysis.paper import paper_groups  # noqa: E402
 from mossa.io import atomic_write_bytes  # noqa: E402
+from mossa.report import readings  # noqa: E402
 from mossa.report.data import RunData, cluster_name  # noqa: E402
 
 COLORS = {"base": "#4C72B0", "sft": "#DD8452", "control": "#55A868"}
@@ -190,12 +193,12 @@ def fig_pca_dims(data: RunData) -> Figure | None:
 
 def _shade_groups(ax, data: RunData) -> None:
     """Light background bands for the run's transition layers, when it found any."""
-    groups = data.groups.get("groups") if data.groups.get("structure") else None
-    if groups and groups.get("transition"):
-        lo, hi = groups["transition"]
+    groups = data.layer_map.groups
+    if groups:
+        span = groups.transition
         ax.axvspan(
-            lo - 0.5,
-            hi + 0.5,
+            span.first - 0.5,
+            span.last + 0.5,
             color=GROUP_COLORS["transition"],
             alpha=0.25,
             lw=0,
@@ -263,12 +266,11 @@ def fig_data_size(data: RunData) -> Figure | None:
 
 def fig_layer_map(data: RunData) -> Figure | None:
     """The layer map: SFT-minus-base CKA curve, the fitted groups and their confidence."""
-    g = data.groups
-    mean = np.asarray(g.get("mean_difference") or [], dtype=float)
-    if mean.size == 0:
+    fit = data.layer_map.fit
+    if not fit.mean_difference:
         return None
-    n_layers = len(mean)
-    layers = np.arange(1, n_layers + 1)
+    n_layers = fit.n_layers
+    layers = list(fit.mean_difference)
     fig, (ax, bands) = plt.subplots(
         2,
         1,
@@ -276,8 +278,8 @@ def fig_layer_map(data: RunData) -> Figure | None:
         sharex=True,
         gridspec_kw={"height_ratios": [3, 1.3]},
     )
-    if g.get("mean_difference_ci"):
-        ci = np.asarray(g["mean_difference_ci"])
+    if fit.mean_difference_ci:
+        ci = np.asarray(list(fit.mean_difference_ci.values()))
         ax.fill_between(
             layers,
             ci[:, 0],
@@ -287,29 +289,40 @@ def fig_layer_map(data: RunData) -> Figure | None:
             lw=0,
             label="95% bootstrap interval over tasks",
         )
-    ax.plot(layers, mean, "o-", color=COLORS["sft"], ms=4, label="mean over seen tasks")
-    if g.get("structure"):
-        fit = "two-bend fit" if g["model"] == "two_knots" else "one-bend fit"
-        ax.plot(layers, g["fitted"], color="black", lw=1.2, ls="--", label=fit)
-        for name, span in g["groups"].items():
+    ax.plot(
+        layers,
+        list(fit.mean_difference.values()),
+        "o-",
+        color=COLORS["sft"],
+        ms=4,
+        label="mean over seen tasks",
+    )
+    found = fit.structure
+    if found:
+        label = "two-bend fit" if found.model == "two_knots" else "one-bend fit"
+        ax.plot(layers, list(found.fitted.values()), color="black", lw=1.2, ls="--", label=label)
+        for name, span in found.groups.items():
             if span:
-                ax.axvspan(span[0] - 0.5, span[1] + 0.5, color=GROUP_COLORS[name], alpha=0.3, lw=0)
+                ax.axvspan(
+                    span.first - 0.5, span.last + 0.5, color=GROUP_COLORS[name], alpha=0.3, lw=0
+                )
     ax.axhline(0, color="black", lw=0.6)
     ax.set_ylabel("CKA(SFT) − CKA(base)")
-    title = "Layer map" if g.get("structure") else "Layer map: no layer structure found"
-    ax.set_title(title)
+    ax.set_title("Layer map" if found else "Layer map: no layer structure found")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
 
-    rows = [("this run", g.get("layer_probabilities"), g.get("groups"))]
-    rows.append(("paper (scaled)", None, paper_groups(n_layers)))
+    rows = [
+        ("this run", found.layer_probabilities if found else None, None),
+        ("paper (scaled)", None, paper_groups(n_layers)),
+    ]
     for y, (_, probs, groups) in enumerate(rows):
         if probs:
             bottom = np.zeros(n_layers)
-            for name in ("shared", "transition", "refinement"):
-                p = np.array([rec[name] for rec in probs])
+            for name in GROUPS:
+                p = np.array([getattr(shares, name) for shares in probs.values()])
                 bands.bar(
-                    layers,
+                    list(probs),
                     p * 0.8,
                     bottom=y + bottom - 0.4,
                     width=0.9,
@@ -322,8 +335,8 @@ def fig_layer_map(data: RunData) -> Figure | None:
                 if span:
                     bands.barh(
                         y,
-                        span[1] - span[0] + 1,
-                        left=span[0] - 0.5,
+                        span.last - span.first + 1,
+                        left=span.first - 0.5,
                         height=0.8,
                         color=GROUP_COLORS[name],
                         edgecolor="white",
@@ -397,30 +410,123 @@ def fig_clustering(data: RunData) -> Figure | None:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """One report figure: its file stem, title, the paper figure it redraws, its function."""
+    """Everything the report needs of one figure; adding a figure is adding one of these.
+
+    ``name`` is the PNG's file stem and the section's anchor, ``section`` its heading and
+    ``paper`` the paper figure it redraws. ``draw`` returns the figure, or None when the run
+    has nothing to show (``absent`` then says why). ``caption`` goes under the figure and
+    ``reading`` gives the sentences under that (from the findings, never computed here).
+    """
 
     name: str
-    title: str
+    section: str
     paper: str
     draw: Callable[[RunData], Figure | None]
+    caption: str
+    reading: Callable[[RunData], list[str]]
+    absent: str = "not applicable"
 
 
 FIGURES: tuple[FigureSpec, ...] = (
-    FigureSpec("layer_map", "Layer map", "Fig. 1", fig_layer_map),
-    FigureSpec("cka_layers", "CKA with the control models per layer", "Fig. 2", fig_cka_layers),
-    FigureSpec("cka_clusters", "CKA per task cluster", "Fig. 3, 8, 9", fig_cka_clusters),
-    FigureSpec("tsne", "t-SNE of the states by cluster", "Fig. 4, 11, 12", fig_tsne),
+    FigureSpec(
+        "layer_map",
+        "Layer map",
+        "Fig. 1",
+        fig_layer_map,
+        "Top: mean over seen tasks of CKA(SFT, control) − CKA(base, control) per layer, with its "
+        "95% task-bootstrap interval and the fitted broken line; bands mark the groups. Bottom: "
+        "per layer, the share of task-bootstrap refits giving each group, and the paper's map "
+        "scaled to this depth.",
+        readings.read_layer_map,
+        "no layer-map curve (no seen tasks)",
+    ),
+    FigureSpec(
+        "cka_layers",
+        "CKA with the control models per layer",
+        "Fig. 2",
+        fig_cka_layers,
+        "Box plots over seen tasks of CKA between each model and the task's control model, per "
+        "layer. Grey: the 95th percentile of CKA after shuffling the control's rows (the largest "
+        "over tasks), i.e. what unrelated states would score. Bottom: the biased estimator the "
+        "paper used.",
+        readings.read_cka_layers,
+        "this run has no seen tasks",
+    ),
+    FigureSpec(
+        "cka_clusters",
+        "CKA per task cluster",
+        "Fig. 3, 8, 9",
+        fig_cka_clusters,
+        "The same box plots for each task cluster (debiased CKA).",
+        readings.read_cka_clusters,
+        "this run has no seen tasks",
+    ),
+    FigureSpec(
+        "tsne",
+        "t-SNE of the states by cluster",
+        "Fig. 4, 11, 12",
+        fig_tsne,
+        "t-SNE maps of the last-prompt-token states of every seen task, coloured by cluster, at "
+        "the paper's layers scaled to this depth.",
+        readings.read_tsne,
+        "no t-SNE maps (analysis.tsne_layers is empty or there are no seen tasks)",
+    ),
     FigureSpec(
         "clustering",
         "Clustering of the states by task cluster",
         "Fig. 4, quantified",
         fig_clustering,
+        "Left: Adjusted Rand Index of k-means (k = number of clusters) against the cluster "
+        "labels; right: silhouette of the cluster labels. All seen tasks' states together.",
+        readings.read_clustering,
+        "no clustering table rows",
     ),
-    FigureSpec("pca_dims", "Dimensions for 99% of the variance", "Fig. 5", fig_pca_dims),
-    FigureSpec("readability", "CKA and reading difficulty", "Fig. 6", fig_readability),
-    FigureSpec("unseen", "Unseen tasks", "Fig. 7", fig_unseen),
-    FigureSpec("data_size", "CKA and data size", "Fig. 10", fig_data_size),
-    FigureSpec("cross_layer", "Cross-layer CKA", "not in the paper", fig_cross_layer),
+    FigureSpec(
+        "pca_dims",
+        "Dimensions for 99% of the variance",
+        "Fig. 5",
+        fig_pca_dims,
+        "Number of principal components explaining the configured share of the variance of "
+        "each task's states, mean ± sd over seen tasks.",
+        readings.read_pca,
+    ),
+    FigureSpec(
+        "readability",
+        "CKA and reading difficulty",
+        "Fig. 6",
+        fig_readability,
+        "Pearson correlation over seen tasks between debiased CKA with the control and the "
+        "reading difficulty of the task's prompts; rings mark p < 0.05.",
+        readings.read_readability,
+    ),
+    FigureSpec(
+        "unseen",
+        "Unseen tasks",
+        "Fig. 7",
+        fig_unseen,
+        "CKA with the control on tasks the SFT model never saw (their controls were trained).",
+        readings.read_unseen,
+        "this run has no unseen tasks",
+    ),
+    FigureSpec(
+        "data_size",
+        "CKA and data size",
+        "Fig. 10",
+        fig_data_size,
+        "Pearson correlation over seen tasks between debiased CKA and the task's training-set "
+        "size; rings mark p < 0.05.",
+        readings.read_data_size,
+    ),
+    FigureSpec(
+        "cross_layer",
+        "Cross-layer CKA",
+        "not in the paper",
+        fig_cross_layer,
+        "Debiased CKA between every layer of the model and every layer of the control, mean "
+        "over seen tasks.",
+        readings.read_cross_layer,
+        "no cross-layer matrices",
+    ),
 )
 
 
