@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).parent
-MODULES = ("bench_cka", "bench_extraction", "bench_training")
+MODULES = ("bench_cka", "bench_null", "bench_measures", "bench_extraction", "bench_training")
 
 
 def machine_facts() -> str:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import run_main
 from mossa.cli import app
-from mossa.similarity import DegenerateInputWarning, cka
+from mossa.similarity import DegenerateInputWarning, cka, mutual_knn, procrustes, rsa
 from mossa.similarity.files import load_activations
 
 MOSSA = Path(sys.executable).with_name("mossa")
@@ -54,6 +54,42 @@ def test_json_output_matches_the_api(layered):
     assert record["kernel"] == "rbf" and record["debiased"] is False and record["n"] == 40
     expected = cka(x, y, kernel="rbf", threshold=0.5, debiased=False)
     np.testing.assert_allclose(record["cka"], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("measure", "extra", "func", "title"),
+    [
+        ("procrustes", [], procrustes, "Procrustes similarity"),
+        (
+            "mutual_knn",
+            ["--k", "5"],
+            lambda x, y: mutual_knn(x, y, k=5),
+            "mutual k-NN overlap (k = 5)",
+        ),
+        ("rsa", [], rsa, "RSA (Spearman"),
+    ],
+)
+def test_other_measures_table_matches_the_api(layered, measure, extra, func, title):
+    x, y, a, b = layered
+    result = runner.invoke(app, ["cka", str(a), str(b), "--measure", measure, *extra])
+    assert result.exit_code == 0, result.output
+    rows = re.findall(r"│\s*(\d+)\s*│\s*(-?[\d.]+)\s*│", result.output)
+    assert [int(layer) for layer, _ in rows] == [0, 1, 2]
+    np.testing.assert_allclose([float(v) for _, v in rows], func(x, y), atol=1e-6)
+    assert result.output.startswith(f"{title}") and "n = 40 rows" in result.output
+    assert f" {measure} " in result.output  # the column is named after the measure
+
+
+def test_other_measure_json_names_measure_and_options(layered):
+    x, y, a, b = layered
+    result = runner.invoke(app, ["cka", str(a), str(b), "--measure", "mutual_knn", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["measure"] == "mutual_knn" and record["k"] == 10 and record["n"] == 40
+    assert "kernel" not in record and "cka" not in record
+    np.testing.assert_allclose(record["mutual_knn"], mutual_knn(x, y, k=10), atol=1e-12)
+    default = json.loads(runner.invoke(app, ["cka", str(a), str(b), "--json"]).output)
+    assert default["measure"] == "cka" and default["kernel"] == "linear"
 
 
 def test_two_dimensional_files_and_safetensors(tmp_path):
@@ -109,6 +145,9 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     nan[1, 3, 0] = np.nan
     np.save(tmp_path / "nan.npy", nan)
     (tmp_path / "acts.csv").write_text("1,2\n")
+    flat_row = np.random.default_rng(2).standard_normal((2, 10, 4))
+    flat_row[0, 7] = 0.5
+    np.save(tmp_path / "flat_row.npy", flat_row)
     return {
         "missing": ([str(tmp_path / "nope.npy"), str(good)], "nope.npy: no such activation file"),
         "extension": ([str(tmp_path / "acts.csv"), str(good)], "acts.csv: unsupported extension"),
@@ -117,10 +156,38 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "rows": ([str(good), str(tmp_path / "short.npy")], "same number of rows"),
         "nan": ([str(tmp_path / "nan.npy"), str(good)], "x contains NaN or Inf in 1 of 20 rows"),
         "kernel": ([str(good), str(good), "--kernel", "poly"], "kernel must be one of"),
+        "measure": ([str(good), str(good), "--measure", "svcca"], "measure must be one of ("),
+        "k": (
+            [str(good), str(good), "--measure", "mutual_knn", "--k", "10"],
+            "good.npy (y): k must be an integer with 1 <= k < n = 10",
+        ),
+        "constant row": (
+            [str(tmp_path / "flat_row.npy"), str(good), "--measure", "rsa"],
+            "(y): x has constant values (Pearson correlation undefined) in 1 of 20 rows",
+        ),
+        "option": (
+            [str(good), str(good), "--measure", "rsa", "--kernel", "rbf"],
+            "kernel is not an option of measure 'rsa'",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "extension", "shape", "key", "rows", "nan", "kernel"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "extension",
+        "shape",
+        "key",
+        "rows",
+        "nan",
+        "kernel",
+        "measure",
+        "k",
+        "constant row",
+        "option",
+    ],
+)
 def test_bad_input_raises_value_error_in_process(tmp_path, case):
     args, message = _bad_inputs(tmp_path)[case]
     result = runner.invoke(app, ["cka", *args])
@@ -128,7 +195,7 @@ def test_bad_input_raises_value_error_in_process(tmp_path, case):
     assert message in str(result.exception)
 
 
-@pytest.mark.parametrize("case", ["missing", "key", "rows"])
+@pytest.mark.parametrize("case", ["missing", "key", "rows", "measure", "k", "constant row"])
 def test_bad_input_exits_2_with_one_line(tmp_path, case):
     args, message = _bad_inputs(tmp_path)[case]
     proc = subprocess.run([str(MOSSA), "cka", *args], capture_output=True, text=True, timeout=120)

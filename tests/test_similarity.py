@@ -313,6 +313,7 @@ def test_invariances(case, scale, shift):
 @given(_CASES)
 def test_general_invertible_map_changes_cka_and_self_cka_is_one(case):
     seed, n, d1, _, kernel, debiased = case
+    d1 = max(d1, 3)  # with 2 features a near rank-1 map can keep CKA at 0.994 (seed 385, n 6)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d1))
     assert cka(x, x, kernel=kernel, debiased=debiased) == pytest.approx(1.0, abs=1e-9)

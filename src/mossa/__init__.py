@@ -15,6 +15,10 @@ _LAZY = {
     "pca_dims": "mossa.similarity",
     "permutation_null": "mossa.similarity",
     "bootstrap_ci": "mossa.similarity",
+    "procrustes": "mossa.similarity",
+    "mutual_knn": "mossa.similarity",
+    "rsa": "mossa.similarity",
+    "StreamingCKA": "mossa.similarity",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,5 @@
-"""Representation similarity: CKA (biased and debiased), its calibration, and PCA dims.
+"""Representation similarity: CKA (biased and debiased), Procrustes, mutual k-NN and RSA,
+their calibration, streaming CKA, and PCA dims.
 
 Usable on its own with any two matrices (numpy or torch); nothing here depends on models
 or tasks. See docs/similarity.md for the estimators and numerics.
@@ -12,15 +13,22 @@ from mossa.similarity.calibration import (
     permutation_null,
 )
 from mossa.similarity.cka import cka, cka_matrix
+from mossa.similarity.measures import MEASURES, mutual_knn, procrustes, rsa
 from mossa.similarity.pca import pca_dims
+from mossa.similarity.streaming import StreamingCKA
 
 __all__ = [
+    "MEASURES",
     "BootstrapResult",
     "DegenerateInputWarning",
     "NullResult",
+    "StreamingCKA",
     "bootstrap_ci",
     "cka",
     "cka_matrix",
+    "mutual_knn",
     "pca_dims",
     "permutation_null",
+    "procrustes",
+    "rsa",
 ]

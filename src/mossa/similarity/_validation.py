@@ -104,13 +104,37 @@ def check_pair(
     debiased: object,
     paired_layers: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Validate two inputs compared row by row; return ``(x3, y3, was_2d)``.
+    """Validate two inputs to a CKA function and its options; return ``(x3, y3, was_2d)``.
 
     ``paired_layers`` requires equal ranks and layer counts (layer-wise pairs, as in
     ``cka``); otherwise any layer counts are allowed (all pairs, as in ``cka_matrix``).
     """
     check_options(kernel, threshold, debiased)
-    min_rows = 4 if debiased else 2
+    return check_inputs(
+        x,
+        y,
+        min_rows=4 if debiased else 2,
+        needs=("debiased=True", "; use more rows or debiased=False") if debiased else None,
+        paired_layers=paired_layers,
+        all_pairs="cka_matrix",
+    )
+
+
+def check_inputs(
+    x: object,
+    y: object,
+    *,
+    min_rows: int,
+    paired_layers: bool,
+    needs: tuple[str, str] | None = None,
+    all_pairs: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Validate two inputs compared row by row; return ``(x3, y3, was_2d)``.
+
+    ``needs`` = (what, hint) words a too-small n as "what needs at least min_rows rows...";
+    without it the generic per-argument message of :func:`check_array` is used.
+    ``all_pairs`` names the function to suggest when layer counts differ.
+    """
     xt = as_tensor(x, "x")
     yt = as_tensor(y, "y")
     if xt.ndim in (2, 3) and yt.ndim in (2, 3) and xt.numel() and yt.numel():
@@ -120,29 +144,57 @@ def check_pair(
                 f"x and y must have the same number of rows (samples, in the same order): "
                 f"x has {nx} (shape {tuple(xt.shape)}), y has {ny} (shape {tuple(yt.shape)})"
             )
-        if debiased and nx < 4:
+        if needs is not None and nx < min_rows:
+            what, hint = needs
             raise ValueError(
-                f"debiased=True needs at least 4 rows (samples) in x and y; got {nx} "
-                f"(x shape {tuple(xt.shape)}); use more rows or debiased=False"
+                f"{what} needs at least {min_rows} rows (samples) in x and y; got {nx} "
+                f"(x shape {tuple(xt.shape)}){hint}"
             )
     x3 = check_array(xt, "x", min_rows=min_rows)
     y3 = check_array(yt, "y", min_rows=min_rows)
     if paired_layers:
+        hint = f" (use {all_pairs} for all layer pairs)" if all_pairs else ""
         if xt.ndim != yt.ndim:
             raise ValueError(
                 f"x and y must both be 2-D [n, d] or both 3-D [L, n, d] for layer-wise pairs; "
-                f"got x shape {tuple(xt.shape)} and y shape {tuple(yt.shape)} "
-                "(use cka_matrix for all layer pairs)"
+                f"got x shape {tuple(xt.shape)} and y shape {tuple(yt.shape)}{hint}"
             )
         if x3.shape[0] != y3.shape[0]:
+            hint = f"; use {all_pairs} for all layer pairs" if all_pairs else ""
             raise ValueError(
                 f"x and y must have the same number of layers for layer-wise pairs: x has "
                 f"{x3.shape[0]} (shape {tuple(xt.shape)}), y has {y3.shape[0]} "
-                f"(shape {tuple(yt.shape)}); use cka_matrix for all layer pairs"
+                f"(shape {tuple(yt.shape)}){hint}"
             )
     if x3.device != y3.device:
         raise ValueError(f"x and y must be on the same device; got {x3.device} and {y3.device}")
     return x3, y3, xt.ndim == 2
+
+
+def check_k(k: object, n: int) -> int:
+    """Validate the neighbour count of mutual k-NN: an integer with 1 <= k < n."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k < n:
+        raise ValueError(
+            f"k must be an integer with 1 <= k < n = {n} (rows; a row is never its own "
+            f"neighbour); got {k!r}"
+        )
+    return int(k)
+
+
+def reject_rows(t3: torch.Tensor, bad: torch.Tensor, name: str, problem: str, was_2d: bool) -> None:
+    """Raise ``ValueError`` if any row of ``t3`` [L, n, d] is flagged in ``bad`` [L, n].
+
+    ``problem`` says what is wrong with the rows and why the measure is undefined there.
+    """
+    if not bool(bad.any()):
+        return
+    layer, row = (int(i) for i in bad.nonzero()[0])
+    where = f"row {row}" if was_2d else f"layer {layer}, row {row}"
+    shape = tuple(t3.shape[1:]) if was_2d else tuple(t3.shape)
+    raise ValueError(
+        f"{name} has {problem} in {int(bad.sum())} of {bad.numel()} rows (shape {shape}; "
+        f"first at {where}); drop those rows from both inputs together"
+    )
 
 
 def check_seed(seed: object) -> np.random.Generator:

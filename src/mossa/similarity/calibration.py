@@ -1,11 +1,14 @@
-"""Calibration of CKA values: a permutation null and a bootstrap confidence interval.
+"""Calibration of similarity values: a permutation null and a bootstrap confidence interval.
 
-Both work on per-layer kernel matrices built once (batched over layers, chunked to fit
-memory) and are seeded through ``np.random.default_rng(seed)``:
+Both are seeded through ``np.random.default_rng(seed)`` and take ``measure=`` (CKA by
+default, or any measure of :mod:`mossa.similarity.measures`, whose state classes supply
+their own permuted and resampled values); for CKA they work on per-layer kernel matrices
+built once (batched over layers, chunked to fit memory):
 
 * permutation null: CKA(x, y[π]) for k random row permutations π, the same π for all
   layers. Centring commutes with permuting rows, so each sample is one gather of the
-  centred Gram of y and one inner product: no Gram is rebuilt.
+  centred Gram of y and one inner product: no Gram is rebuilt. When one layer's Grams do
+  not fit the memory budget, the linear kernel computes ||Xcᵀ Yc[π]||² from features.
 * bootstrap: rows resampled with replacement (one index set for x, y and all layers).
   A resample is written as multiplicity weights w over the original rows and evaluated
   on the original Grams. A duplicated row must not meet its own copy: that pair would
@@ -33,15 +36,22 @@ from mossa.similarity._validation import (
 )
 from mossa.similarity.cka import (
     MEMORY_BUDGET_BYTES,
+    _row_sq,
+    _self_sum_sq,
+    _sum_sq,
     centre_features,
     centre_gram,
     compute_dtype,
+    constant_layers,
+    debias_linear,
     gram_inner,
     kernel_grams,
     layer_chunks,
     paired_cka,
+    permuted_inner,
     warn_degenerate,
 )
+from mossa.similarity.measures import check_measure, check_measure_inputs, measure_state
 
 #: Element-operations above which a progress bar is shown (on a terminal only).
 _PROGRESS_WORK = 5e9
@@ -49,14 +59,15 @@ _PROGRESS_WORK = 5e9
 
 @dataclass(frozen=True)
 class NullResult:
-    """Permutation null of CKA; floats and [k] samples for 2-D input, else [L] and [k, L].
+    """Permutation null of a measure; floats and [k] samples for 2-D input, else [L], [k, L].
 
     Attributes
     ----------
-    mean : mean of the null samples per layer (the chance level of CKA at this n and d).
+    mean : mean of the null samples per layer (the chance level of the measure at this n
+        and d).
     p95 : 95th percentile of the null samples (linear interpolation).
-    samples : CKA(x, y[π_j]) for each permutation j, shape [k] or [k, L].
-    observed : CKA(x, y) computed from the same centred Grams.
+    samples : measure(x, y[π_j]) for each permutation j, shape [k] or [k, L].
+    observed : measure(x, y) computed from the same centred Grams (or measure state).
     p_value : (1 + #{null >= observed}) / (k + 1), one-sided.
     """
 
@@ -69,14 +80,14 @@ class NullResult:
 
 @dataclass(frozen=True)
 class BootstrapResult:
-    """Percentile bootstrap interval of CKA; floats and [B] samples for 2-D input.
+    """Percentile bootstrap interval of a measure; floats and [B] samples for 2-D input.
 
     Attributes
     ----------
-    estimate : ``cka(x, y)`` on all rows.
+    estimate : ``measure(x, y)`` on all rows.
     low, high : the (1 - level)/2 and (1 + level)/2 quantiles of the bootstrap samples.
-    samples : CKA of each resample, shape [B] or [B, L] (nan for a resample with too
-        few distinct rows; those are left out of the interval, with a warning).
+    samples : the measure of each resample, shape [B] or [B, L] (nan for a resample with
+        too few distinct rows; those are left out of the interval, with a warning).
     """
 
     estimate: float | np.ndarray
@@ -85,17 +96,26 @@ class BootstrapResult:
     samples: np.ndarray
 
 
+def null_path(kernel: str, n: int) -> str:
+    """How the CKA permutation null is computed for n rows: "gram" or "feature".
+
+    "gram" (any kernel) gathers the centred n x n Grams, O(n²) memory; it is used while
+    one layer's Grams fit ``MEMORY_BUDGET_BYTES`` (n <= 5792 at 1 GiB). Beyond that the
+    linear kernel takes "feature": ||Xcᵀ Yc[π]||² per permutation, O(n d) memory.
+    """
+    return "feature" if kernel == "linear" and 4 * n * n * 8 > MEMORY_BUDGET_BYTES else "gram"
+
+
 def permutation_null(
     x: object,
     y: object,
     *,
     n_permutations: int = 200,
     seed: int | np.random.Generator = 0,
-    kernel: str = "linear",
-    debiased: bool = True,
-    threshold: float = 1.0,
+    measure: str = "cka",
+    **options: object,
 ) -> NullResult:
-    """CKA between x and row-shuffled y: the value expected with no shared structure.
+    """A measure between x and row-shuffled y: its value with no shared structure.
 
     Parameters
     ----------
@@ -105,24 +125,31 @@ def permutation_null(
         ``rng.permuted(np.tile(np.arange(n), (k, 1)), axis=1)`` with
         ``rng = np.random.default_rng(seed)``; the same permutation applies to all layers.
     seed : int or np.random.Generator
-    kernel, debiased, threshold
-        As in :func:`mossa.cka`. The RBF bandwidth is unchanged by a permutation.
+    measure : {"cka", "procrustes", "mutual_knn", "rsa"}
+    **options
+        The measure's own options: ``kernel``, ``debiased``, ``threshold`` for CKA (as
+        in :func:`mossa.cka`; the RBF bandwidth is unchanged by a permutation), ``k``
+        for mutual k-NN.
 
     Returns
     -------
     NullResult
     """
-    x3, y3, was_2d = check_pair(
-        x, y, kernel=kernel, threshold=threshold, debiased=debiased, paired_layers=True
-    )
+    check_measure(measure, options)
+    if measure == "cka":
+        kernel = options.get("kernel", "linear")
+        debiased = options.get("debiased", True)
+        threshold = options.get("threshold", 1.0)
+        x3, y3, was_2d = check_pair(
+            x, y, kernel=kernel, threshold=threshold, debiased=debiased, paired_layers=True
+        )
+    else:
+        x3, y3, was_2d, options = check_measure_inputs(measure, x, y, options)
     k = check_positive_int(n_permutations, "n_permutations")
     rng = check_seed(seed)
     n_layers, n, _ = x3.shape
     perms = torch.from_numpy(rng.permuted(np.tile(np.arange(n), (k, 1)), axis=1))
     perms = perms.to(x3.device)
-    dtype = compute_dtype(x3, y3)
-    observed, samples, bad_x, bad_y = [], [], [], []
-    per_layer = 3 * n * (x3.shape[2] + y3.shape[2]) * 8 + 4 * n * n * 8
     bar = tqdm(
         total=k * n_layers,
         desc="permutation null",
@@ -130,31 +157,20 @@ def permutation_null(
         disable=None if k * n_layers * n * n > _PROGRESS_WORK else True,
         leave=False,
     )
-    for s in layer_chunks(n_layers, per_layer):
-        gx, bx = _centred_grams(x3[s], kernel, debiased, threshold, dtype)
-        gy, by = _centred_grams(y3[s], kernel, debiased, threshold, dtype)
-        norm = torch.sqrt(gram_inner(gx, gx) * gram_inner(gy, gy))
-        observed.append(gram_inner(gx, gy) / norm)
-        gx_flat, gy_flat = gx.flatten(1), gy.flatten(1)
-        del gx, gy
-        c = gx_flat.shape[0]
-        step = max(1, MEMORY_BUDGET_BYTES // (8 * n * n * (c + 1)))
-        chunk_samples = []
-        for p0 in range(0, k, step):
-            p = perms[p0 : p0 + step]
-            flat_index = (p[:, :, None] * n + p[:, None, :]).flatten()  # [p n^2]
-            permuted = gy_flat.index_select(1, flat_index).view(c, p.shape[0], n * n)
-            chunk_samples.append(torch.bmm(permuted, gx_flat.unsqueeze(-1)).squeeze(-1))
-            bar.update(p.shape[0] * c)
-        samples.append(torch.cat(chunk_samples, dim=1).T / norm)  # [k, c]
-        bad_x.append(bx | (norm <= 0))
-        bad_y.append(by)
+    if measure == "cka":
+        path = null_path(kernel, n)
+        observed, null, bx_all, by_all = _cka_null(
+            x3, y3, perms, kernel, debiased, float(threshold), path, bar
+        )
+        label = {}
+    else:
+        state = measure_state(measure)
+        observed, null, bx_all, by_all = _measure_null(state, x3, y3, perms, options, bar)
+        label = {"measure": state.label, "reason": state.reason}
     bar.close()
-    bx_all, by_all = torch.cat(bad_x).cpu().numpy(), torch.cat(bad_y).cpu().numpy()
-    warn_degenerate(bx_all, by_all, single_layer=was_2d)
+    warn_degenerate(bx_all, by_all, single_layer=was_2d, **label)
     bad = bx_all | by_all
-    obs = np.where(bad, np.nan, torch.cat(observed).cpu().numpy())
-    null = torch.cat(samples, dim=1).cpu().numpy()
+    obs = np.where(bad, np.nan, observed)
     null[:, bad] = np.nan
     p_value = (1 + (null >= obs).sum(axis=0)) / (k + 1)
     p_value = np.where(bad, np.nan, p_value)
@@ -174,11 +190,10 @@ def bootstrap_ci(
     n_boot: int = 200,
     level: float = 0.95,
     seed: int | np.random.Generator = 0,
-    kernel: str = "linear",
-    debiased: bool = True,
-    threshold: float = 1.0,
+    measure: str = "cka",
+    **options: object,
 ) -> BootstrapResult:
-    """Percentile bootstrap confidence interval of CKA over rows (inputs/prompts).
+    """Percentile bootstrap confidence interval of a measure over rows (inputs/prompts).
 
     Parameters
     ----------
@@ -190,51 +205,53 @@ def bootstrap_ci(
     level : float in (0, 1)
         Coverage of the percentile interval.
     seed : int or np.random.Generator
-    kernel, debiased, threshold
-        As in :func:`mossa.cka`. The RBF bandwidth stays at its full-sample value.
+    measure : {"cka", "procrustes", "mutual_knn", "rsa"}
+    **options
+        As in :func:`permutation_null`. The RBF bandwidth stays at its full-sample value.
 
     Returns
     -------
     BootstrapResult
-        Each replicate is the estimator on the resampled rows with ties removed: tuples
-        of rows that use two copies of one original row are skipped (see the module
-        docstring and docs/similarity.md); a resample without duplicates gives exactly
-        ``cka(x[idx], y[idx])``.
+        Each replicate is the measure on the resampled rows with copies of one row
+        treated as that row: CKA skips tuples that use two copies of a row, RSA pairs of
+        copies, mutual k-NN never takes a row's copy as its neighbour (see
+        docs/similarity.md); a resample without duplicates gives exactly
+        ``measure(x[idx], y[idx])``.
     """
-    x3, y3, was_2d = check_pair(
-        x, y, kernel=kernel, threshold=threshold, debiased=debiased, paired_layers=True
-    )
+    check_measure(measure, options)
+    if measure == "cka":
+        kernel = options.get("kernel", "linear")
+        debiased = options.get("debiased", True)
+        threshold = options.get("threshold", 1.0)
+        x3, y3, was_2d = check_pair(
+            x, y, kernel=kernel, threshold=threshold, debiased=debiased, paired_layers=True
+        )
+    else:
+        x3, y3, was_2d, options = check_measure_inputs(measure, x, y, options)
     n_rep = check_positive_int(n_boot, "n_boot")
     level = check_fraction(level, "level", allow_one=False)
     rng = check_seed(seed)
-    n_layers, n, _ = x3.shape
+    n = x3.shape[1]
     idx = rng.integers(0, n, size=(n_rep, n))
     counts = np.zeros((n_rep, n))
     np.add.at(counts, (np.arange(n_rep)[:, None], idx), 1.0)
-    w = torch.from_numpy(counts.T.copy()).to(x3.device)  # [n, B]
-    estimate = paired_cka(x3, y3, kernel, debiased, float(threshold), was_2d)
-    dtype = compute_dtype(x3, y3)
-    per_layer = 3 * n * (x3.shape[2] + y3.shape[2]) * 8 + 5 * n * n * 8 + 8 * n * n_rep * 8
-    samples = []
-    for s in layer_chunks(n_layers, per_layer):
-        xc, scale_x = centre_features(x3[s], dtype)
-        kx, _ = kernel_grams(xc, kernel, float(threshold), scale_x)
-        yc, scale_y = centre_features(y3[s], dtype)
-        ky, _ = kernel_grams(yc, kernel, float(threshold), scale_y)
-        del xc, yc
-        hxy, hxx, hyy = _weighted_hsic(kx, ky, w, debiased)
-        defined = (hxx > 0) & (hyy > 0)
-        samples.append(torch.where(defined, hxy / torch.sqrt(hxx * hyy), torch.nan))
-    values = torch.cat(samples, dim=0).T.cpu().numpy()  # [B, L]
+    if measure == "cka":
+        estimate = paired_cka(x3, y3, kernel, debiased, float(threshold), was_2d)
+        values = _cka_replicates(x3, y3, counts, kernel, debiased, float(threshold))
+        undefined = (counts > 0).sum(axis=1) < (4 if debiased else 2)
+        reason, label = f"fewer than {4 if debiased else 2} distinct rows", "CKA"
+    else:
+        state = measure_state(measure)
+        estimate, values, bad_x, bad_y = _measure_bootstrap(state, x3, y3, idx, options)
+        warn_degenerate(bad_x, bad_y, single_layer=was_2d, measure=state.label, reason=state.reason)
+        undefined, reason = state.undefined_resamples(counts, options)
+        label = state.label
     values[:, np.isnan(estimate)] = np.nan
-    distinct = (counts > 0).sum(axis=1)
-    undefined = distinct < (4 if debiased else 2)
     values[undefined] = np.nan
     if undefined.any():
         warnings.warn(
-            f"{int(undefined.sum())} of {n_rep} bootstrap resamples have fewer than "
-            f"{4 if debiased else 2} distinct rows; their CKA is undefined (nan) and they are "
-            "left out of the interval",
+            f"{int(undefined.sum())} of {n_rep} bootstrap resamples have {reason}; their "
+            f"{label} is undefined (nan) and they are left out of the interval",
             DegenerateInputWarning,
             stacklevel=2,
         )
@@ -244,6 +261,166 @@ def bootstrap_ci(
     if was_2d:
         return BootstrapResult(float(estimate[0]), float(low[0]), float(high[0]), values[:, 0])
     return BootstrapResult(estimate, low, high, values)
+
+
+def _cka_null(
+    x3: torch.Tensor,
+    y3: torch.Tensor,
+    perms: torch.Tensor,
+    kernel: str,
+    debiased: bool,
+    threshold: float,
+    path: str,
+    bar: tqdm,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Observed CKA [L], null samples [k, L] and the undefined layers of x and y.
+
+    ``path`` as from :func:`null_path`; both give the same values (to rounding).
+    """
+    n_layers, n, d1 = x3.shape
+    d2 = y3.shape[2]
+    dtype = compute_dtype(x3, y3)
+    observed, samples, bad_x, bad_y = [], [], [], []
+    if path == "feature":
+        item = torch.finfo(dtype).bits // 8
+        per_layer = 3 * n * (d1 + d2) * 8 + d1 * max(d1, d2) * (item + 8)
+    else:
+        per_layer = 3 * n * (d1 + d2) * 8 + 4 * n * n * 8
+    for s in layer_chunks(n_layers, per_layer):
+        if path == "feature":
+            obs, null, bx, by = _linear_null_feature(x3[s], y3[s], perms, debiased, dtype, bar)
+            observed.append(obs)
+            samples.append(null)
+            bad_x.append(bx)
+            bad_y.append(by)
+            continue
+        gx, bx = _centred_grams(x3[s], kernel, debiased, threshold, dtype)
+        gy, by = _centred_grams(y3[s], kernel, debiased, threshold, dtype)
+        norm = torch.sqrt(gram_inner(gx, gx) * gram_inner(gy, gy))
+        observed.append(gram_inner(gx, gy) / norm)
+        gx_flat, gy_flat = gx.flatten(1), gy.flatten(1)
+        del gx, gy
+        samples.append(permuted_inner(gx_flat, gy_flat, perms, n, bar).T / norm)  # [k, c]
+        bad_x.append(bx | (norm <= 0))
+        bad_y.append(by)
+    return (
+        torch.cat(observed).cpu().numpy(),
+        torch.cat(samples, dim=1).cpu().numpy(),
+        torch.cat(bad_x).cpu().numpy(),
+        torch.cat(bad_y).cpu().numpy(),
+    )
+
+
+def _linear_null_feature(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    perms: torch.Tensor,
+    debiased: bool,
+    dtype: torch.dtype,
+    bar: tqdm,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Linear-CKA null from features: memory O(n d), no n x n matrix.
+
+    Permuting rows keeps columns centred, so HSIC(x, y[π]) = ||Xcᵀ Yc[π]||² (biased) and,
+    debiased, the row-norm correction of :func:`debias_linear` with l permuted. Each
+    batch of permutations is one GEMM Xcᵀ [Yc[π_1] ... Yc[π_p]].
+    """
+    c, n, d1 = x.shape
+    d2 = y.shape[2]
+    xc, scale_x = centre_features(x, dtype, refine=True)
+    yc, scale_y = centre_features(y, dtype, refine=True)
+    (t_xx, tr_x), (t_yy, tr_y) = _self_sum_sq(xc), _self_sum_sq(yc)
+    undef_x = constant_layers(tr_x, scale_x, (n, d1), dtype)
+    undef_y = constant_layers(tr_y, scale_y, (n, d2), dtype)
+    t_xy = _sum_sq(torch.bmm(xc.mT, yc))
+    if debiased:
+        kx, ky = _row_sq(xc), _row_sq(yc)
+        t_xy = debias_linear(t_xy, kx, ky, n)
+        t_xx = debias_linear(t_xx, kx, kx, n)
+        t_yy = debias_linear(t_yy, ky, ky, n)
+    norm = torch.sqrt(t_xx * t_yy)
+    item = xc.element_size()
+    step = max(1, MEMORY_BUDGET_BYTES // (c * (n * d2 * item + d1 * d2 * (item + 8) + n * 16)))
+    chunks = []
+    for p in perms.split(step):
+        y_cat = yc[:, p.T].reshape(c, n, -1)  # [c, n, p d2]: permuted copies side by side
+        block = torch.bmm(xc.mT, y_cat).view(c, d1, p.shape[0], d2).transpose(1, 2)
+        del y_cat  # freed before the next batch is gathered, not after
+        t = _sum_sq(block)  # [c, p]
+        if debiased:
+            t = debias_linear(t, kx[:, None, :], ky[:, p], n)
+        chunks.append(t / norm[:, None])
+        bar.update(p.shape[0] * c)
+    bad_x = undef_x | (t_xx <= 0)
+    bad_y = undef_y | (t_yy <= 0)
+    return t_xy / norm, torch.cat(chunks, dim=1).T, bad_x, bad_y
+
+
+def _measure_null(
+    state: type, x3: torch.Tensor, y3: torch.Tensor, perms: torch.Tensor, options: dict, bar: tqdm
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_cka_null` for a measure of :mod:`mossa.similarity.measures`."""
+    n_layers, n, d1 = x3.shape
+    dtype = compute_dtype(x3, y3)
+    observed, samples, bad_x, bad_y = [], [], [], []
+    for s in layer_chunks(n_layers, state.layer_bytes(n, d1, y3.shape[2], options)):
+        st = state(x3[s], y3[s], dtype, **options)
+        observed.append(st.observed())
+        samples.append(st.permuted(perms, bar).T)
+        bad_x.append(st.bad_x)
+        bad_y.append(st.bad_y)
+    return (
+        torch.cat(observed).cpu().numpy(),
+        torch.cat(samples, dim=1).cpu().numpy(),
+        torch.cat(bad_x).cpu().numpy(),
+        torch.cat(bad_y).cpu().numpy(),
+    )
+
+
+def _cka_replicates(
+    x3: torch.Tensor,
+    y3: torch.Tensor,
+    counts: np.ndarray,
+    kernel: str,
+    debiased: bool,
+    threshold: float,
+) -> np.ndarray:
+    """Tie-free bootstrap replicates of CKA [B, L] from row counts [B, n]."""
+    n_layers, n, _ = x3.shape
+    n_rep = counts.shape[0]
+    w = torch.from_numpy(counts.T.copy()).to(x3.device)  # [n, B]
+    dtype = compute_dtype(x3, y3)
+    per_layer = 3 * n * (x3.shape[2] + y3.shape[2]) * 8 + 5 * n * n * 8 + 8 * n * n_rep * 8
+    samples = []
+    for s in layer_chunks(n_layers, per_layer):
+        xc, scale_x = centre_features(x3[s], dtype)
+        kx, _ = kernel_grams(xc, kernel, threshold, scale_x)
+        yc, scale_y = centre_features(y3[s], dtype)
+        ky, _ = kernel_grams(yc, kernel, threshold, scale_y)
+        del xc, yc
+        hxy, hxx, hyy = _weighted_hsic(kx, ky, w, debiased)
+        defined = (hxx > 0) & (hyy > 0)
+        samples.append(torch.where(defined, hxy / torch.sqrt(hxx * hyy), torch.nan))
+    return torch.cat(samples, dim=0).T.cpu().numpy()  # [B, L]
+
+
+def _measure_bootstrap(
+    state: type, x3: torch.Tensor, y3: torch.Tensor, idx: np.ndarray, options: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The measure on all rows [L] (nan where undefined), its replicates [B, L], bad layers."""
+    n_layers, n, d1 = x3.shape
+    dtype = compute_dtype(x3, y3)
+    rows = torch.from_numpy(idx).to(x3.device)
+    estimate, samples, bad_x, bad_y = [], [], [], []
+    for s in layer_chunks(n_layers, state.layer_bytes(n, d1, y3.shape[2], options)):
+        st = state(x3[s], y3[s], dtype, **options)
+        estimate.append(st.observed())
+        samples.append(st.resampled(rows))
+        bad_x.append(st.bad_x)
+        bad_y.append(st.bad_y)
+    bx, by = torch.cat(bad_x).cpu().numpy(), torch.cat(bad_y).cpu().numpy()
+    est = np.where(bx | by, np.nan, torch.cat(estimate).cpu().numpy())
+    return est, torch.cat(samples, dim=0).T.cpu().numpy(), bx, by
 
 
 def _centred_grams(

@@ -19,11 +19,15 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mossa.similarity._validation import DegenerateInputWarning, check_pair
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 #: Rough ceiling on the temporaries of one batch of layers; inputs are processed in
 #: chunks of layers that fit (a single layer is always processed whole).
@@ -253,8 +257,14 @@ def debias_linear(t: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, n: int) -
     zero-diagonal Grams reduces to t - n/(n-2) k·l + (Σk)(Σl) / ((n-1)(n-2)).
     ``kx``, ``ky``: [L, n] for layer-wise pairs (t [L]).
     """
-    dot = (kx * ky).sum(-1)
-    return t - n / (n - 2) * dot + kx.sum(-1) * ky.sum(-1) / ((n - 1) * (n - 2))
+    return debias_sums(t, (kx * ky).sum(-1), kx.sum(-1), ky.sum(-1), n)
+
+
+def debias_sums(
+    t: torch.Tensor, dot: torch.Tensor, sum_x: torch.Tensor, sum_y: torch.Tensor, n: int
+) -> torch.Tensor:
+    """:func:`debias_linear` from its sums: dot = k·l, sum_x = Σk, sum_y = Σl."""
+    return t - n / (n - 2) * dot + sum_x * sum_y / ((n - 1) * (n - 2))
 
 
 def debias_linear_matrix(
@@ -263,6 +273,26 @@ def debias_linear_matrix(
     """:func:`debias_linear` for all layer pairs: t [Lx, Ly], kx [Lx, n], ky [Ly, n]."""
     sums = torch.outer(kx.sum(-1), ky.sum(-1))
     return t - n / (n - 2) * (kx @ ky.T) + sums / ((n - 1) * (n - 2))
+
+
+def permuted_inner(
+    gx_flat: torch.Tensor, gy_flat: torch.Tensor, perms: torch.Tensor, n: int, bar: tqdm
+) -> torch.Tensor:
+    """Σ_ij Gx[i, j] Gy[π_i, π_j] for flattened [c, n²] matrices and permutations [P, n].
+
+    One gather and one batched inner product per batch of permutations (chunked by
+    memory), no matrix rebuilt: the permutation null of CKA and of RSA. Returns [c, P].
+    """
+    c = gx_flat.shape[0]
+    step = max(1, MEMORY_BUDGET_BYTES // (8 * n * n * (c + 1)))
+    chunk_samples = []
+    for p0 in range(0, perms.shape[0], step):
+        p = perms[p0 : p0 + step]
+        flat_index = (p[:, :, None] * n + p[:, None, :]).flatten()  # [p n^2]
+        permuted = gy_flat.index_select(1, flat_index).view(c, p.shape[0], n * n)
+        chunk_samples.append(torch.bmm(permuted, gx_flat.unsqueeze(-1)).squeeze(-1))
+        bar.update(p.shape[0] * c)
+    return torch.cat(chunk_samples, dim=1)
 
 
 def ratio_or_nan(xy: np.ndarray, xx: np.ndarray, yy: np.ndarray, bad: np.ndarray) -> np.ndarray:
@@ -442,9 +472,15 @@ def _centred_stack(
 
 
 def warn_degenerate(
-    bad_x: np.ndarray, bad_y: np.ndarray, *, single_layer: bool, stacklevel: int = 3
+    bad_x: np.ndarray,
+    bad_y: np.ndarray,
+    *,
+    single_layer: bool,
+    stacklevel: int = 3,
+    measure: str = "CKA",
+    reason: str = "zero variance, RBF median distance 0 or non-positive self-HSIC",
 ) -> None:
-    """One warning naming the sides and layers where CKA is undefined (returned as nan)."""
+    """One warning naming the sides and layers where ``measure`` is undefined (returned as nan)."""
     parts = []
     for name, bad in (("x", bad_x), ("y", bad_y)):
         if bad.any():
@@ -452,8 +488,8 @@ def warn_degenerate(
             parts.append(f"{name}{where}")
     if parts:
         warnings.warn(
-            f"{' and '.join(parts)}: rows do not vary (zero variance, RBF median distance 0 "
-            "or non-positive self-HSIC), so CKA is undefined there and returned as nan",
+            f"{' and '.join(parts)}: rows do not vary ({reason}), so {measure} is undefined "
+            "there and returned as nan",
             DegenerateInputWarning,
             stacklevel=stacklevel,
         )
