@@ -16,7 +16,7 @@ from mossa.clustering.config import (
     load_clustering_config,
 )
 from mossa.clustering.model import build_model, states_and_predictions
-from mossa.clustering.regex_tasks import Atom, InstructionRegex, generate_suite
+from mossa.clustering.regex_tasks import Atom, Instance, InstructionRegex, generate_suite
 from mossa.clustering.report import read_finding
 from mossa.clustering.tokens import SEP, WordTokenizer, encode_instances, sample_per_task
 from mossa.clustering.train import lm_labels, train_with_checkpoints
@@ -28,6 +28,7 @@ SMALL = RegexTasksConfig(
     n_input_tokens=12,
     n_output_tokens=6,
     n_instruction_words=40,
+    core_words=2,
     regexes_per_task=3,
     variants_per_task=40,
     max_instruction_words=7,
@@ -86,6 +87,22 @@ def test_instruction_variants_split_disjointly_and_belong_to_one_task(suite):
             assert owner.setdefault(s, index) == index
 
 
+def test_every_distribution_of_a_task_shares_its_core_and_no_other_task_uses_it(suite):
+    cores = {w: i for i, t in enumerate(suite.tasks) for w in t.core}
+    assert len(cores) == SMALL.n_tasks * SMALL.core_words  # cores are disjoint
+    for index, task in enumerate(suite.tasks):
+        assert len(task.regexes) == SMALL.regexes_per_task
+        assert len({r.text() for r in task.regexes}) == SMALL.regexes_per_task
+        core_text = " ".join(task.core)
+        for regex in task.regexes:  # the core, once, as plain words; the rest filler
+            assert f" {core_text} " in f" {regex.text()} "
+            filler = [w for a in regex.atoms for w in a.words if w not in task.core]
+            assert not set(filler) & set(cores)
+        for words in task.train_instructions + task.validation_instructions:
+            assert f" {core_text} " in f" {' '.join(words)} "
+            assert {cores[w] for w in words if w in cores} == {index}
+
+
 def test_instructions_are_in_the_language_of_their_task_regexes(suite):
     for task in suite.tasks:
         for words in task.train_instructions + task.validation_instructions:
@@ -117,6 +134,7 @@ def test_encoding_layout(suite):
         assert ids[:n] == tokenizer.encode(inst.instruction)
         assert ids[n : n + 3] == tokenizer.encode([SEP, inst.input, inst.output])
         assert set(ids[n + 3 :]) <= {tokenizer.pad_id}
+        assert enc.sep_pos[row] == n and ids[n] == tokenizer.sep_id
         assert enc.predict_pos[row] == n + 1
         assert enc.target[row] == tokenizer.ids[inst.output]
         assert enc.attention_mask[row].sum() == n + 3
@@ -132,23 +150,65 @@ def test_sample_per_task_takes_n_of_every_task(suite):
     assert torch.equal(sample_per_task(enc, 7, seed=0).input_ids, sub.input_ids)
 
 
-def test_states_equal_unpadded_forward_and_last_layer_feeds_lm_head(suite):
+POSITIONS = ["separator", "last_word", "input", "instruction_mean"]
+
+
+def _tiny_model(suite, seed=0):
     cfg = ClusteringConfig(model={"n_layer": 2, "n_embd": 32, "n_head": 2})
     tokenizer = WordTokenizer(suite)
     seq_len = suite.max_instruction_words + 3
-    model = build_model(cfg.model, len(tokenizer), seq_len, seed=0).eval()
+    return build_model(cfg.model, len(tokenizer), seq_len, seed=seed).eval(), tokenizer, seq_len
+
+
+def test_positions_index_the_right_tokens_and_last_layer_feeds_lm_head(suite):
+    model, tokenizer, seq_len = _tiny_model(suite)
     instances = suite.instances("train")[::97][:8]
     enc = encode_instances(instances, tokenizer, seq_len)
-    states, predictions = states_and_predictions(model, enc, batch_size=3)
-    assert states.shape == (3, len(instances), 32)
+    states, predictions = states_and_predictions(model, enc, POSITIONS, batch_size=3)
+    assert all(states[p].shape == (3, len(instances), 32) for p in POSITIONS)
     with torch.no_grad():
         for row, inst in enumerate(instances):
+            n = len(inst.instruction)
             prefix = torch.tensor([tokenizer.encode([*inst.instruction, SEP, inst.input])])
             out = model(input_ids=prefix, output_hidden_states=True)
             for layer, hidden in enumerate(out.hidden_states):
-                np.testing.assert_allclose(states[layer, row], hidden[0, -1].numpy(), atol=1e-5)
-            logits = model.lm_head(torch.from_numpy(states[-1, row]))
+                expected = {
+                    "separator": hidden[0, n],
+                    "last_word": hidden[0, n - 1],
+                    "input": hidden[0, n + 1],
+                    "instruction_mean": hidden[0, :n].mean(0),
+                }
+                for position, value in expected.items():
+                    np.testing.assert_allclose(
+                        states[position][layer, row], value.numpy(), atol=1e-5, err_msg=position
+                    )
+            logits = model.lm_head(torch.from_numpy(states["input"][-1, row]))
             assert predictions[row] == out.logits[0, -1].argmax() == logits.argmax()
+
+
+def test_separator_state_depends_only_on_the_instruction(suite):
+    model, tokenizer, seq_len = _tiny_model(suite, seed=1)
+    task = suite.tasks[0]
+    same_length = [i for i in task.train_instructions if len(i) == len(task.train_instructions[0])]
+    other = suite.tasks[1]
+    instances = [
+        Instance(0, same_length[0], task.inputs[0], task.outputs[0]),
+        Instance(0, same_length[0], task.inputs[1], task.outputs[1]),  # other input and output
+        Instance(1, same_length[0], other.inputs[2], other.outputs[2]),  # other task's label
+        Instance(0, same_length[1], task.inputs[0], task.outputs[0]),  # other instruction
+    ]
+    states, _ = states_and_predictions(
+        model, encode_instances(instances, tokenizer, seq_len), ["separator", "input"]
+    )
+    sep, inp = states["separator"], states["input"]
+    for layer in range(sep.shape[0]):  # input, output and label never reach the separator
+        np.testing.assert_array_equal(sep[layer, 0], sep[layer, 1])
+        np.testing.assert_array_equal(sep[layer, 0], sep[layer, 2])
+    assert not np.allclose(inp[0, 0], inp[0, 1])  # the input position sees the input
+    # layer 0 at the separator is the SEP embedding plus the position: the same for any
+    # instruction of that length, so it cannot tell tasks apart; later layers read the words
+    np.testing.assert_array_equal(sep[0, 0], sep[0, 3])
+    assert not np.allclose(sep[-1, 0], sep[-1, 3])
 
 
 def test_training_is_reproducible_and_lowers_loss(suite):
@@ -203,24 +263,36 @@ def test_ari_rejects_bad_input(states, labels, message):
         task_clustering_ari(states, labels)
 
 
-def _rows(deep: list[float], layer0: list[float]) -> list[dict]:
+def _rows(deep: list[float], layer0: list[float], position: str = "separator") -> list[dict]:
     steps = [0, 100, 200]
     return [
-        {"step": s, "layer": layer, "split": split, "ari": values[i]}
+        {"step": s, "layer": layer, "split": split, "position": position, "ari": values[i]}
         for split in ("train", "validation")
         for layer, values in ((0, layer0), (6, deep))
         for i, s in enumerate(steps)
     ]
 
 
-def test_reading_rule_needs_rise_and_gap():
-    yes = read_finding(_rows([0.05, 0.3, 0.6], [0.05, 0.05, 0.05]), margin=0.1)
+def test_reading_rule_needs_rise_and_gap_and_compares_with_the_paper():
+    yes = read_finding(_rows([0.05, 0.3, 0.6], [0.05, 0.05, 0.05]), 0.1, "separator")
     assert yes.reproduced and yes.rise == pytest.approx(0.55) and yes.gap == pytest.approx(0.55)
-    assert "reproduced" in yes.sentence() and "NOT" not in yes.sentence()
-    no_rise = read_finding(_rows([0.6, 0.6, 0.62], [0.05, 0.05, 0.05]), margin=0.1)
-    no_gap = read_finding(_rows([0.05, 0.2, 0.3], [0.05, 0.1, 0.25]), margin=0.1)
+    assert yes.paper_magnitude and "at the paper's magnitude" in yes.sentence()
+    assert "separator" in yes.sentence()
+    peaked = read_finding(_rows([0.1, 0.9, 0.6], [0.0, 0.0, 0.0]), 0.1, "separator")
+    assert (peaked.peak_step, peaked.deepest_peak) == (100, 0.9)
+    assert "highest 0.900 at step 100" in peaked.sentence()
+    small = read_finding(_rows([0.0, 0.1, 0.3], [0.0, 0.0, 0.0]), 0.1, "separator")
+    assert small.reproduced and not small.paper_magnitude
+    assert "below the paper's magnitude" in small.sentence()
+    no_rise = read_finding(_rows([0.6, 0.6, 0.62], [0.05, 0.05, 0.05]), 0.1, "separator")
+    no_gap = read_finding(_rows([0.05, 0.2, 0.3], [0.05, 0.1, 0.25]), 0.1, "separator")
     assert not no_rise.reproduced and not no_gap.reproduced
     assert "did NOT reproduce" in no_gap.sentence()
+    # the rule reads the configured position only
+    rows = _rows([0.0, 0.3, 0.7], [0.0, 0.0, 0.0]) + _rows([0.0, 0.0, 0.1], [0.0] * 3, "input")
+    assert read_finding(rows, 0.1, "input").deepest_final == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="position 'last_word'"):
+        read_finding(rows, 0.1, "last_word")
 
 
 def test_config_profiles_and_errors():
@@ -233,6 +305,11 @@ def test_config_profiles_and_errors():
         (["model.n_head=3"], "divisible"),
         (["training.checkpoint_steps=[0, 999]"], "beyond steps"),
         (["training.lr=-1"], "training.lr"),
+        (["analysis.position=middle"], "analysis.position"),
+        (["analysis.compare_positions=[input, end]"], r"analysis\.compare_positions\.1"),
+        (["tasks.regexes_per_task=0"], "tasks.regexes_per_task"),
+        (["tasks.n_tasks=14"], "tasks.n_tasks .* more than the vocabulary can distinguish"),
+        (["tasks.max_instruction_words=2"], "core_words .* no room for filler"),
     ]
     for overrides, message in bad:
         with pytest.raises(ValueError, match=message):

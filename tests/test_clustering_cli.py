@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from mossa.cli import app
 from mossa.clustering.config import PROFILE_DIR, ClusteringConfig, load_clustering_config
+from mossa.clustering.report import POSITION_NAMES
+from mossa.clustering.study import run_study
 
 MOSSA = Path(sys.executable).parent / "mossa"
 
@@ -39,10 +41,10 @@ def test_smoke_writes_ari_table_for_every_step_layer_split(smoke_run):
     out, _ = smoke_run
     cfg = load_clustering_config("regex-smoke")
     columns, rows = _csv(out / "tables" / "ari.csv")
-    assert columns == ["step", "layer", "split", "ari"]
-    keys = {(int(r["step"]), int(r["layer"]), r["split"]) for r in rows}
+    assert columns == ["step", "layer", "split", "position", "ari"]
+    keys = {(int(r["step"]), int(r["layer"]), r["split"], r["position"]) for r in rows}
     expected = {
-        (s, layer, split)
+        (s, layer, split, "separator")
         for s in cfg.training.checkpoints
         for layer in range(cfg.model.n_layer + 1)
         for split in ("train", "validation")
@@ -70,13 +72,23 @@ def test_smoke_writes_accuracy_figures_report_and_config(smoke_run):
     embedded = html.split('src="data:image/png;base64,')[1].split('"')[0]
     assert base64.b64decode(embedded) == (out / "figures" / "ari.png").read_bytes()
     assert "reproduce" in html and "reproduce" in output
+    assert "separator (&lt;sep&gt; after the instruction)" in html  # the clustered state
     resolved = yaml.safe_load((out / "config.resolved.yaml").read_text(encoding="utf-8"))
     assert ClusteringConfig.model_validate(resolved) == cfg
 
 
-def test_bad_config_exits_2_with_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [
+        ("model:\n  n_layer: 2\n  widht: 8\n", "model.widht"),
+        ("analysis:\n  position: middle\n", "analysis.position"),
+        ("tasks:\n  regexes_per_task: 0\n", "tasks.regexes_per_task"),
+        ("tasks:\n  n_tasks: 80\n", "tasks.n_tasks (80) is more than the vocabulary"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(tmp_path, yaml_text, key):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  n_layer: 2\n  widht: 8\n", encoding="utf-8")
+    bad.write_text(yaml_text, encoding="utf-8")
     proc = subprocess.run(
         [str(MOSSA), "clustering", "--config", str(bad), "--out", str(tmp_path / "o")],
         capture_output=True,
@@ -86,8 +98,36 @@ def test_bad_config_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:")
-    assert "model.widht" in lines[0] and str(bad) in lines[0]
+    assert key in lines[0] and str(bad) in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_study_measures_every_position_of_one_model_per_m_and_seed(tmp_path):
+    cfg = load_clustering_config("regex-smoke")
+    rows = run_study(cfg, tmp_path, ms=(1, 2), seeds=(5,))
+    assert [(r["m"], r["seed"]) for r in rows[::4]] == [(1, 5), (2, 5)]
+    assert [r["position"] for r in rows[:4]] == list(POSITION_NAMES)
+    for m in (1, 2):
+        run = tmp_path / f"M{m}_seed5"
+        resolved = load_clustering_config(file=run / "config.resolved.yaml")
+        assert resolved.tasks.regexes_per_task == m and resolved.seed == 5
+        suite = json.loads((run / "tasks.json").read_text(encoding="utf-8"))
+        assert all(len(t["regexes"]) == m for t in suite["tasks"])
+        _, ari = _csv(run / "tables" / "ari.csv")
+        assert {int(r["step"]) for r in ari} == {0, cfg.training.steps}
+        final = {
+            r["position"]: float(r["ari"])
+            for r in ari
+            if (int(r["step"]), r["layer"], r["split"])
+            == (cfg.training.steps, str(cfg.model.n_layer), "validation")
+        }
+        for row in rows:
+            if row["m"] == m:
+                assert row["deepest_final"] == pytest.approx(final[row["position"]], abs=1e-6)
+    _, table = _csv(tmp_path / "study.csv")
+    assert len(table) == 8
+    markdown = (tmp_path / "study.md").read_text(encoding="utf-8").splitlines()
+    assert len(markdown) == 2 + 8 and markdown[2].startswith("| 1 | separator")
 
 
 def _float_fields(model) -> list[str]:

@@ -20,11 +20,27 @@ def clustering(
         list[str] | None,
         typer.Option("--set", help="Override: key=value or section.key=value (repeatable)."),
     ] = None,
+    study: Annotated[
+        bool,
+        typer.Option(
+            "--study",
+            help="Run the study instead: M = 1, 2, 3, 5 distributions per task x seeds "
+            "seed, seed+1, every position (default out: runs/<name>-study).",
+        ),
+    ] = False,
 ) -> None:
     """ARI of k-means task clusters per layer and training step (Wu & Varshney 2025)."""
     from mossa.clustering.config import load_clustering_config
 
     cfg = load_clustering_config(profile=profile, file=config, overrides=list(set_ or []))
+    if study:
+        from mossa.clustering.study import run_study
+
+        out_dir = out or Path("runs") / f"{cfg.name}-study"
+        rows = run_study(cfg, out_dir)
+        typer.echo((out_dir / "study.md").read_text(encoding="utf-8"), nl=False)
+        typer.echo(f"study: {out_dir / 'study.csv'} ({len(rows)} rows)")
+        return
     from mossa.clustering.experiment import run_clustering
 
     summary = run_clustering(cfg, out or Path("runs") / cfg.name)

@@ -28,32 +28,48 @@ class RegexTasksConfig(Section):
     group_size: PositiveInt = Field(
         50, description="Tasks per group; the tasks of a group share one input set."
     )
-    inputs_per_task: PositiveInt = Field(4, description="Input tokens each task is defined on.")
-    n_input_tokens: PositiveInt = Field(4, description="Input tokens in the vocabulary.")
+    inputs_per_task: PositiveInt = Field(
+        5, description="Input tokens each task is defined on (its input -> output mappings)."
+    )
+    n_input_tokens: PositiveInt = Field(5, description="Input tokens in the vocabulary.")
     n_output_tokens: PositiveInt = Field(40, description="Output tokens in the vocabulary.")
     n_instruction_words: PositiveInt = Field(
-        100, description="Instruction words in the vocabulary."
+        150,
+        description="Instruction words in the vocabulary: each task's core words, the rest "
+        "shared filler words.",
+    )
+    core_words: PositiveInt = Field(
+        2,
+        description="Words of a task's core: a word sequence of its own, in every one of its "
+        "instructions.",
     )
     regexes_per_task: PositiveInt = Field(
-        3, description="Regular expressions (instruction distributions) per task."
+        1,
+        description="M: instruction distributions per task, each a regex of filler atoms "
+        "around the task's core.",
     )
     variants_per_task: PositiveInt = Field(
         150, description="Distinct instruction strings per task; at least 2."
     )
     min_atoms: PositiveInt = Field(
-        2, description="Atoms (word, alternation, optional, repeat) per regex, at least."
+        2, description="Filler atoms (an alternation with a quantifier) per regex, at least."
     )
-    max_atoms: PositiveInt = Field(4, description="Atoms per regex, at most.")
+    max_atoms: PositiveInt = Field(4, description="Filler atoms per regex, at most.")
     max_alternatives: PositiveInt = Field(
         3, description="Words in one alternation `(a|b|c)`, at most."
     )
     max_repeat: PositiveInt = Field(2, description="Largest upper bound n of a quantifier `{m,n}`.")
     max_instruction_words: PositiveInt = Field(
-        8, description="Words in one instruction string, at most."
+        8, description="Words in one instruction string (core included), at most."
     )
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of each task's instruction strings held out."
     )
+
+    @property
+    def n_filler_words(self) -> int:
+        """Instruction words no task owns, shared by every task's filler atoms."""
+        return self.n_instruction_words - self.n_tasks * self.core_words
 
     @model_validator(mode="after")
     def _consistent(self) -> RegexTasksConfig:
@@ -63,10 +79,17 @@ class RegexTasksConfig(Section):
             raise ValueError(
                 f"inputs_per_task ({self.inputs_per_task}) > n_input_tokens ({self.n_input_tokens})"
             )
-        if self.max_alternatives > self.n_instruction_words:
+        if self.n_filler_words < self.max_alternatives:
             raise ValueError(
-                f"max_alternatives ({self.max_alternatives}) > n_instruction_words "
-                f"({self.n_instruction_words})"
+                f"tasks.n_tasks ({self.n_tasks}) is more than the vocabulary can distinguish: "
+                f"{self.n_tasks} tasks x {self.core_words} core words leave "
+                f"{self.n_filler_words} of n_instruction_words ({self.n_instruction_words}) "
+                f"as filler, fewer than max_alternatives ({self.max_alternatives})"
+            )
+        if self.core_words >= self.max_instruction_words:
+            raise ValueError(
+                f"core_words ({self.core_words}) leaves no room for filler within "
+                f"max_instruction_words ({self.max_instruction_words})"
             )
         if min(self.group_size, self.n_tasks) > self.n_output_tokens**self.inputs_per_task:
             raise ValueError(
@@ -137,9 +160,25 @@ class TrainConfig(Section):
         return sorted({*self.checkpoint_steps, self.steps})
 
 
+#: Where the clustered hidden state is taken (docs/clustering.md, "Which state is clustered").
+Position = Literal["separator", "last_word", "input", "instruction_mean"]
+
+
 class ClusterAnalysisConfig(Section):
     """k-means/ARI of hidden states and the rule the report uses to read the result."""
 
+    position: Position = Field(
+        "separator",
+        description="State clustered: `separator` (the `<sep>` after the instruction, which "
+        "sees only the instruction), `last_word` (last instruction word), `input` (the input "
+        "token, whose logits predict the output) or `instruction_mean` (mean over the "
+        "instruction words).",
+    )
+    compare_positions: list[Position] = Field(
+        [],
+        description="Other positions also clustered, as rows of `tables/ari.csv` and a table "
+        "in the report; the figure and the verdict use `position`.",
+    )
     n_eval_per_task: PositiveInt = Field(
         20, description="Instances per task and split measured (ARI and accuracy)."
     )
@@ -150,6 +189,11 @@ class ClusterAnalysisConfig(Section):
     finding_margin: float = Field(
         0.1, gt=0, le=1, description='ARI rise that counts as "clearly above" in the reading.'
     )
+
+    @property
+    def positions(self) -> list[str]:
+        """Every position measured: ``position`` first, then the compared ones."""
+        return [self.position, *(p for p in self.compare_positions if p != self.position)]
 
 
 class ClusteringConfig(Section):

@@ -1,7 +1,7 @@
 """The clustering experiment end to end: tasks -> GPT-2 from scratch -> ARI per layer and step.
 
 Writes into ``out_dir``: ``config.resolved.yaml``, ``tasks.json`` (the generated suite),
-``tables/ari.csv`` (step, layer, split, ari), ``tables/accuracy.csv`` (step, split,
+``tables/ari.csv`` (step, layer, split, position, ari), ``tables/accuracy.csv`` (step, split,
 accuracy), ``tables/train_loss.csv`` (step, train_loss), ``figures/ari.png``,
 ``figures/accuracy.png``, ``report.html``, ``summary.json`` and, when configured,
 ``checkpoints/step_<n>.safetensors``.
@@ -51,7 +51,8 @@ def _setup_text(cfg: ClusteringConfig, n_train: int, n_val: int, n_params: int) 
         else f"in groups of {t.group_size} sharing {t.inputs_per_task} input tokens"
     )
     return (
-        f"{t.n_tasks} tasks, {sharing}; {t.regexes_per_task} instruction regexes per task; "
+        f"{t.n_tasks} tasks, {sharing}; each task a core of {t.core_words} words of its own "
+        f"and {t.regexes_per_task} instruction regex(es) of filler atoms around it; "
         f"{n_train} training and "
         f"{n_val} validation instruction strings per task (each paired with every input). "
         f"GPT-2 from scratch: {m.n_layer} layers, width {m.n_embd}, {m.n_head} heads "
@@ -69,8 +70,8 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
     Returns
     -------
     dict with ``out_dir``, ``report`` (the report's path), ``wall_time_s``, ``final_step``,
-    ``final_ari`` ({split: [ARI per layer]}), ``final_accuracy`` ({split: float}) and
-    ``finding`` (the report's reading).
+    ``position`` (the clustered state), ``final_ari`` ({split: [ARI per layer]} at that
+    position), ``final_accuracy`` ({split: float}) and ``finding`` (the report's reading).
     """
     start = time.perf_counter()
     out = Path(out_dir)
@@ -89,7 +90,8 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
         }
         model = build_model(cfg.model, len(tokenizer), seq_len, cfg.seed)
 
-        snapshots: list[tuple[int, str, np.ndarray]] = []
+        positions = cfg.analysis.positions
+        snapshots: list[tuple[int, str, dict[str, np.ndarray]]] = []
         accuracy_rows, loss_rows = [], []
         for ckpt in train_with_checkpoints(model, train, cfg.training, cfg.seed + 3):
             if cfg.training.save_checkpoints:
@@ -101,7 +103,7 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
                 )
             loss_rows.append({"step": ckpt.step, "train_loss": ckpt.train_loss})
             for split, data in eval_sets.items():
-                states, predictions = states_and_predictions(model, data)
+                states, predictions = states_and_predictions(model, data, positions)
                 accuracy = float((predictions == data.target.numpy()).mean())
                 accuracy_rows.append({"step": ckpt.step, "split": split, "accuracy": accuracy})
                 snapshots.append((ckpt.step, split, states))
@@ -109,16 +111,25 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
         ari_rows = []
         for step, split, states in tqdm(snapshots, desc="k-means/ARI", unit="checkpoint"):
             labels = eval_sets[split].task.numpy()
-            for layer, layer_states in enumerate(states):
-                ari = task_clustering_ari(
-                    layer_states,
-                    labels,
-                    n_clusters=cfg.tasks.n_tasks,
-                    n_init=cfg.analysis.n_init,
-                    max_iter=cfg.analysis.max_iter,
-                    seed=cfg.seed,
-                )
-                ari_rows.append({"step": step, "layer": layer, "split": split, "ari": ari})
+            for position in positions:
+                for layer, layer_states in enumerate(states[position]):
+                    ari = task_clustering_ari(
+                        layer_states,
+                        labels,
+                        n_clusters=cfg.tasks.n_tasks,
+                        n_init=cfg.analysis.n_init,
+                        max_iter=cfg.analysis.max_iter,
+                        seed=cfg.seed,
+                    )
+                    ari_rows.append(
+                        {
+                            "step": step,
+                            "layer": layer,
+                            "split": split,
+                            "position": position,
+                            "ari": ari,
+                        }
+                    )
 
     write_csv(out / "tables" / "ari.csv", ARI_COLUMNS, ari_rows)
     write_csv(out / "tables" / "accuracy.csv", ACCURACY_COLUMNS, accuracy_rows)
@@ -132,6 +143,7 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
     finding = write_report(
         out,
         name=cfg.name,
+        position=cfg.analysis.position,
         margin=cfg.analysis.finding_margin,
         setup=setup,
         wall_time=f"{wall:.0f} s with {cfg.threads} torch/k-means thread(s)",
@@ -142,8 +154,15 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
         "report": str(out / "report.html"),
         "wall_time_s": round(wall, 1),
         "final_step": final_step,
+        "position": cfg.analysis.position,
         "final_ari": {
-            split: [r["ari"] for r in ari_rows if r["step"] == final_step and r["split"] == split]
+            split: [
+                r["ari"]
+                for r in ari_rows
+                if r["step"] == final_step
+                and r["split"] == split
+                and r["position"] == cfg.analysis.position
+            ]
             for split in eval_sets
         },
         "final_accuracy": {
@@ -154,6 +173,7 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
             "rise": round(finding.rise, 4),
             "gap": round(finding.gap, 4),
             "margin": finding.margin,
+            "paper_magnitude": finding.paper_magnitude,
             "sentence": finding.sentence(),
         },
     }

@@ -2,11 +2,14 @@
 
 Each task is a function over single tokens, given by a few ``input -> output`` pairs. Tasks
 come in groups that share one input set, so within a group only the instruction tells the
-tasks apart. Each task owns a few random regular expressions over a shared vocabulary of
-instruction words (for instance ``(w012|w047){1,2} w003 w090?``); sampling strings from them
-gives the task's instruction variants. Every instruction string belongs to one task only.
-Variants are split per task into training and validation, so validation instructions never
-occur in training. Everything is drawn from one ``numpy.random.Generator`` seeded by ``seed``.
+tasks apart. Each task owns a *core*, a short sequence of instruction words no other task
+uses, and M instruction distributions: random regular expressions of filler atoms over the
+words no task owns, with the core inserted at a place of each distribution's own (for
+instance ``(w112|w147){1,2} w004 w005 w130?``). Sampling strings from them gives the task's
+instruction variants, so every instruction belongs to one task only and all distributions of
+a task share its core. Variants are split per task into training and validation, so
+validation instructions never occur in training. Everything is drawn from one
+``numpy.random.Generator`` seeded by ``seed``.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ class RegexTask:
 
     name: str
     group: int
+    core: Words  # in every instruction of the task, and in no other task's
     inputs: Words
     outputs: Words  # outputs[i] is the answer to inputs[i]
     regexes: tuple[InstructionRegex, ...]
@@ -160,6 +164,7 @@ class RegexTaskSuite:
             {
                 "name": t.name,
                 "group": t.group,
+                "core": " ".join(t.core),
                 "mapping": dict(zip(t.inputs, t.outputs, strict=True)),
                 "regexes": [r.text() for r in t.regexes],
                 "n_train_instructions": len(t.train_instructions),
@@ -172,26 +177,30 @@ class RegexTaskSuite:
         return json.dumps({"tasks": tasks}, indent=1, sort_keys=False)
 
 
-def _random_regex(
-    cfg: RegexTasksConfig, words: Words, rng: np.random.Generator, min_strings: int
+def _task_regex(
+    cfg: RegexTasksConfig,
+    core: Words,
+    filler: Words,
+    rng: np.random.Generator,
+    min_strings: int,
 ) -> InstructionRegex:
+    """One instruction distribution: random filler atoms with the core inserted among them."""
     quantifiers = [q for q in _QUANTIFIERS if q[1] <= cfg.max_repeat]
+    max_filler_words = cfg.max_instruction_words - len(core)
     for _ in range(_MAX_REGEX_DRAWS):
         atoms = []
         for _ in range(int(rng.integers(cfg.min_atoms, cfg.max_atoms + 1))):
             n_alt = int(rng.integers(1, cfg.max_alternatives + 1))
-            chosen = tuple(words[int(i)] for i in rng.choice(len(words), n_alt, replace=False))
+            chosen = tuple(filler[int(i)] for i in rng.choice(len(filler), n_alt, replace=False))
             low, high = quantifiers[int(rng.integers(len(quantifiers)))]
             atoms.append(Atom(chosen, low, high))
-        regex = InstructionRegex(tuple(atoms))
-        if (
-            any(a.low > 0 for a in atoms)
-            and regex.max_words() <= cfg.max_instruction_words
-            and regex.max_strings() >= min_strings
-        ):
-            return regex
+        fill = InstructionRegex(tuple(atoms))
+        if fill.max_words() <= max_filler_words and fill.max_strings() >= min_strings:
+            at = int(rng.integers(len(atoms) + 1))
+            core_atoms = [Atom((w,), 1, 1) for w in core]
+            return InstructionRegex(tuple(atoms[:at] + core_atoms + atoms[at:]))
     raise ValueError(
-        f"no random regex with >= {min_strings} strings and <= {cfg.max_instruction_words} "
+        f"no random regex with >= {min_strings} strings and <= {max_filler_words} filler "
         "words found; raise tasks.max_instruction_words, max_alternatives or max_atoms, or "
         "lower variants_per_task"
     )
@@ -207,13 +216,17 @@ def _distinct_function(
 
 
 def generate_suite(cfg: RegexTasksConfig, seed: int) -> RegexTaskSuite:
-    """Generate the task suite; the same ``(cfg, seed)`` always gives the same suite."""
+    """Generate the task suite; the same ``(cfg, seed)`` always gives the same suite.
+
+    Task ``t`` owns the words ``t * core_words`` to ``(t + 1) * core_words - 1`` as its core;
+    the remaining words are the shared filler.
+    """
     rng = np.random.default_rng(seed)
     words = tuple(f"w{i:03d}" for i in range(cfg.n_instruction_words))
+    filler = words[cfg.n_tasks * cfg.core_words :]
     inputs = tuple(f"x{i:02d}" for i in range(cfg.n_input_tokens))
     outputs = tuple(f"y{i:02d}" for i in range(cfg.n_output_tokens))
     min_strings = math.ceil(2 * cfg.variants_per_task / cfg.regexes_per_task)
-    owner: dict[Words, int] = {}
     tasks = []
     group_inputs: list[int] = []
     group_functions: list[tuple[int, ...]] = []
@@ -226,8 +239,9 @@ def generate_suite(cfg: RegexTasksConfig, seed: int) -> RegexTaskSuite:
             group_functions = []
         function = _distinct_function(cfg, group_functions, rng)
         group_functions.append(function)
+        core = words[t * cfg.core_words : (t + 1) * cfg.core_words]
         regexes = tuple(
-            _random_regex(cfg, words, rng, min_strings) for _ in range(cfg.regexes_per_task)
+            _task_regex(cfg, core, filler, rng, min_strings) for _ in range(cfg.regexes_per_task)
         )
         variants: list[Words] = []
         seen: set[Words] = set()
@@ -235,7 +249,7 @@ def generate_suite(cfg: RegexTasksConfig, seed: int) -> RegexTaskSuite:
             if len(variants) == cfg.variants_per_task:
                 break
             s = regexes[int(rng.integers(len(regexes)))].sample(rng)
-            if owner.setdefault(s, t) == t and s not in seen:
+            if s not in seen:
                 variants.append(s)
                 seen.add(s)
         if len(variants) < cfg.variants_per_task:
@@ -250,6 +264,7 @@ def generate_suite(cfg: RegexTasksConfig, seed: int) -> RegexTaskSuite:
             RegexTask(
                 name=f"task{t:02d}",
                 group=group,
+                core=core,
                 inputs=tuple(inputs[i] for i in group_inputs),
                 outputs=tuple(outputs[i] for i in function),
                 regexes=regexes,

@@ -50,14 +50,17 @@ class EncodedInstances:
     ----------
     input_ids : LongTensor [n, seq_len]  right-padded with ``PAD``
     attention_mask : LongTensor [n, seq_len]
-    predict_pos : LongTensor [n]  index of the input token, whose next-token logits predict
-        the output; the clustered hidden state is taken here
+    sep_pos : LongTensor [n]  index of ``SEP``, i.e. the instruction's length; the last
+        instruction word is at ``sep_pos - 1``
+    predict_pos : LongTensor [n]  index of the input token (``sep_pos + 1``), whose
+        next-token logits predict the output
     target : LongTensor [n]  id of the output token
     task : LongTensor [n]  task index (the clustering labels)
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    sep_pos: torch.Tensor
     predict_pos: torch.Tensor
     target: torch.Tensor
     task: torch.Tensor
@@ -69,6 +72,7 @@ class EncodedInstances:
         return EncodedInstances(
             self.input_ids[index],
             self.attention_mask[index],
+            self.sep_pos[index],
             self.predict_pos[index],
             self.target[index],
             self.task[index],
@@ -94,6 +98,7 @@ def encode_instances(
     return EncodedInstances(
         input_ids=input_ids,
         attention_mask=(positions[None, :] < torch.from_numpy(lengths)[:, None]).long(),
+        sep_pos=torch.from_numpy(lengths - 3),
         predict_pos=torch.from_numpy(lengths - 2),
         target=input_ids[torch.arange(len(instances)), torch.from_numpy(lengths - 1)],
         task=torch.tensor([inst.task for inst in instances], dtype=torch.long),
