@@ -263,6 +263,16 @@ def bootstrap_ci(
     return BootstrapResult(estimate, low, high, values)
 
 
+def _null_arrays(observed, samples, bad_x, bad_y) -> tuple[np.ndarray, ...]:
+    """Per-chunk null results joined over layers: observed [L], samples [k, L], bad masks."""
+    return (
+        torch.cat(observed).cpu().numpy(),
+        torch.cat(samples, dim=1).cpu().numpy(),
+        torch.cat(bad_x).cpu().numpy(),
+        torch.cat(bad_y).cpu().numpy(),
+    )
+
+
 def _cka_null(
     x3: torch.Tensor,
     y3: torch.Tensor,
@@ -303,12 +313,7 @@ def _cka_null(
         samples.append(permuted_inner(gx_flat, gy_flat, perms, n, bar).T / norm)  # [k, c]
         bad_x.append(bx | (norm <= 0))
         bad_y.append(by)
-    return (
-        torch.cat(observed).cpu().numpy(),
-        torch.cat(samples, dim=1).cpu().numpy(),
-        torch.cat(bad_x).cpu().numpy(),
-        torch.cat(bad_y).cpu().numpy(),
-    )
+    return _null_arrays(observed, samples, bad_x, bad_y)
 
 
 def _linear_null_feature(
@@ -369,12 +374,7 @@ def _measure_null(
         samples.append(st.permuted(perms, bar).T)
         bad_x.append(st.bad_x)
         bad_y.append(st.bad_y)
-    return (
-        torch.cat(observed).cpu().numpy(),
-        torch.cat(samples, dim=1).cpu().numpy(),
-        torch.cat(bad_x).cpu().numpy(),
-        torch.cat(bad_y).cpu().numpy(),
-    )
+    return _null_arrays(observed, samples, bad_x, bad_y)
 
 
 def _cka_replicates(
