@@ -135,16 +135,9 @@ def permutation_null(
     -------
     NullResult
     """
-    check_measure(measure, options)
+    x3, y3, was_2d, options = _checked_inputs(measure, x, y, options)
     if measure == "cka":
-        kernel = options.get("kernel", "linear")
-        debiased = options.get("debiased", True)
-        threshold = options.get("threshold", 1.0)
-        x3, y3, was_2d = check_pair(
-            x, y, kernel=kernel, threshold=threshold, debiased=debiased, paired_layers=True
-        )
-    else:
-        x3, y3, was_2d, options = check_measure_inputs(measure, x, y, options)
+        kernel, debiased, threshold = (options[k] for k in ("kernel", "debiased", "threshold"))
     k = check_positive_int(n_permutations, "n_permutations")
     rng = check_seed(seed)
     n_layers, n, _ = x3.shape
@@ -218,16 +211,9 @@ def bootstrap_ci(
         docs/similarity.md); a resample without duplicates gives exactly
         ``measure(x[idx], y[idx])``.
     """
-    check_measure(measure, options)
+    x3, y3, was_2d, options = _checked_inputs(measure, x, y, options)
     if measure == "cka":
-        kernel = options.get("kernel", "linear")
-        debiased = options.get("debiased", True)
-        threshold = options.get("threshold", 1.0)
-        x3, y3, was_2d = check_pair(
-            x, y, kernel=kernel, threshold=threshold, debiased=debiased, paired_layers=True
-        )
-    else:
-        x3, y3, was_2d, options = check_measure_inputs(measure, x, y, options)
+        kernel, debiased, threshold = (options[k] for k in ("kernel", "debiased", "threshold"))
     n_rep = check_positive_int(n_boot, "n_boot")
     level = check_fraction(level, "level", allow_one=False)
     rng = check_seed(seed)
@@ -261,6 +247,24 @@ def bootstrap_ci(
     if was_2d:
         return BootstrapResult(float(estimate[0]), float(low[0]), float(high[0]), values[:, 0])
     return BootstrapResult(estimate, low, high, values)
+
+
+def _checked_inputs(measure: str, x, y, options: dict):
+    """Validated ``[L, n, d]`` inputs of ``measure``, whether they were 2-D, and its
+    options with their defaults (CKA: kernel, debiased, threshold)."""
+    check_measure(measure, options)
+    if measure != "cka":
+        return check_measure_inputs(measure, x, y, options)
+    options = {"kernel": "linear", "debiased": True, "threshold": 1.0, **options}
+    x3, y3, was_2d = check_pair(
+        x,
+        y,
+        kernel=options["kernel"],
+        threshold=options["threshold"],
+        debiased=options["debiased"],
+        paired_layers=True,
+    )
+    return x3, y3, was_2d, options
 
 
 def _null_arrays(observed, samples, bad_x, bad_y) -> tuple[np.ndarray, ...]:
