@@ -130,6 +130,11 @@ class TrainingConfig(Section):
     controls: Literal["all", "seen"] = Field(
         "all", description="Train a control for every task, or for the seen tasks only."
     )
+    control_seeds: PositiveInt = Field(
+        1,
+        description="Seeds of every control: with 2 or more, CKA between two seeds of the same "
+        "control is the noise ceiling (tables/ceiling.csv) SFT-vs-control is read against.",
+    )
     max_grad_norm: float = Field(
         1.0, ge=0.0, description="Gradient clipping norm (0: off), as in transformers."
     )
@@ -153,7 +158,14 @@ class TrainingConfig(Section):
 class EvaluationConfig(Section):
     """Task-metric evaluation of base, SFT and controls (Tables 3 and 4)."""
 
-    max_examples: PositiveInt = Field(50, description="Test examples evaluated per task.")
+    max_examples: PositiveInt = Field(
+        100,
+        description="Test examples evaluated per task (at least 100 for intervals narrow "
+        "enough to call a model competent).",
+    )
+    confidence: float = Field(
+        0.95, gt=0, lt=1, description="Coverage of the intervals of every task metric."
+    )
     max_new_tokens: PositiveInt = Field(32, description="Greedy answer length at most, in tokens.")
     batch_size: PositiveInt = Field(16, description="Prompts per generation batch.")
 
@@ -207,6 +219,12 @@ class AnalysisConfig(Section):
     )
     bootstrap: PositiveInt = Field(200, description="Bootstrap resamples of the CKA interval.")
     group_bootstrap: PositiveInt = Field(200, description="Task-bootstrap refits of the layer map.")
+    cross_task_controls: int = Field(
+        3,
+        ge=0,
+        description="Other tasks' controls run on each task's prompts for task specificity "
+        "(tables/specificity.csv); 0: none.",
+    )
     pca_variance: float = Field(
         0.99, gt=0, le=1, description="Share of variance the PCA dimension count covers."
     )
