@@ -127,6 +127,11 @@ class TrainingConfig(Section):
     checkpoint_every: PositiveInt = Field(
         50, description="Steps between the resumable checkpoints of a training job."
     )
+    snapshot_every: PositiveInt | None = Field(
+        None,
+        description="Keep an SFT adapter snapshot every this many steps (null: none), for the "
+        "analysis over training (tables/*_over_training.*).",
+    )
     controls: Literal["all", "seen"] = Field(
         "all", description="Train a control for every task, or for the seen tasks only."
     )
