@@ -284,3 +284,47 @@ def test_adapter_files_do_not_depend_on_the_hash_seed(tmp_path):
         assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
     config = json.loads((tmp_path / "1" / "adapter_config.json").read_text())
     assert config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
+
+
+def test_snapshots_keep_the_adapter_of_every_kth_step_and_survive_a_kill(tmp_path):
+    """Snapshots hold the weights of their step: the one at the last step equals an
+    adapter trained for that many steps without validation, the earlier ones differ; a
+    killed and resumed job ends with the same snapshots as an uninterrupted one."""
+    no_val = {"val": []}
+    summary = train(tmp_path, "snap", steps=10, snapshot_every=4, **no_val)
+    assert summary["snapshot_steps"] == [4, 8, 10]
+    assert loop.snapshot_steps(tmp_path / "snap") == [4, 8, 10]
+    folder = tmp_path / "snap" / loop.SNAPSHOTS
+    for step in (4, 8, 10):
+        assert adapter_complete_snapshot(folder / loop.snapshot_name(step))
+    last = load_file(folder / "step-00000010" / "adapter_model.safetensors")
+    final = load_file(tmp_path / "snap" / "adapter_model.safetensors")
+    first = load_file(folder / "step-00000004" / "adapter_model.safetensors")
+    assert all(torch.equal(last[k], final[k]) for k in final)
+    assert any(not torch.equal(first[k], final[k]) for k in final)
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill_at_6(step):
+        if step == 6:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(tmp_path, "again", steps=10, snapshot_every=4, on_step=kill_at_6, **no_val)
+    train(tmp_path, "again", steps=10, snapshot_every=4, **no_val)
+    for step in (4, 8, 10):
+        name = f"{loop.SNAPSHOTS}/{loop.snapshot_name(step)}/adapter_model.safetensors"
+        a, b = load_file(tmp_path / "snap" / name), load_file(tmp_path / "again" / name)
+        assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a), step
+
+
+def adapter_complete_snapshot(path: Path) -> bool:
+    from mossa.io import checksums_match
+
+    return all((path / f).is_file() for f in loop.SNAPSHOT_FILES) and checksums_match(path)
+
+
+def test_snapshot_every_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="snapshot_every must be a positive integer"):
+        train(tmp_path, steps=2, snapshot_every=0)

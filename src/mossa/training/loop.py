@@ -7,7 +7,9 @@ stopping state, numpy and python RNG states and a fingerprint of the settings). 
 again with the same arguments after a kill resumes from that checkpoint and ends with
 the same adapter as an uninterrupted run. The finished adapter (the weights with the
 best validation loss) is written to a temporary directory and renamed into place, so an
-existing output directory always holds a complete adapter. A NaN or infinite training or
+existing output directory always holds a complete adapter. With ``snapshot_every`` the
+adapter as it is at every K-th step (and the last) is kept too, in ``snapshots/step-<N>``
+of the output (the analysis over training reads them). A NaN or infinite training or
 validation loss stops the job with a ValueError naming it and the step; nothing is
 published then.
 """
@@ -39,6 +41,8 @@ from mossa.training.lora import attach_lora, check_target_modules, save_adapter
 from mossa.training.loss import target_only_loss
 
 LOG_FIELDS = ("step", "loss", "lr", "tokens", "tokens_per_s", "val_loss")
+SNAPSHOTS = "snapshots"
+SNAPSHOT_FILES = ("adapter_model.safetensors", "adapter_config.json")
 ADAPTER_FILES = (
     "adapter_model.safetensors",
     "adapter_config.json",
@@ -186,6 +190,32 @@ def load_checkpoint(work_dir: Path, model, optimizer, scheduler, fingerprint: st
     return LoopState(**meta["state"]), load_file(ckpt / "best_adapter.safetensors")
 
 
+def snapshot_name(step: int) -> str:
+    """Directory name of the snapshot at ``step`` (zero-padded: names sort by step)."""
+    return f"step-{step:08d}"
+
+
+def save_snapshot(model, snapshots_dir: Path, step: int) -> None:
+    """Write the adapter as it is now to ``snapshots_dir/step-<step>``, atomically.
+
+    A resumed job replays the steps after its checkpoint and rewrites their snapshots
+    with the same weights.
+    """
+    final = snapshots_dir / snapshot_name(step)
+    tmp = snapshots_dir / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_adapter(model, tmp)
+    write_checksums(tmp, list(SNAPSHOT_FILES))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def snapshot_steps(adapter_dir: Path) -> list[int]:
+    """Steps of the snapshots a finished adapter keeps, ascending (empty without any)."""
+    folder = Path(adapter_dir) / SNAPSHOTS
+    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*") if p.is_dir())
+
+
 @torch.no_grad()
 def validation_loss(model, examples: Sequence, batch_size: int, pad_id: int) -> float:
     """Token-weighted mean target cross-entropy over ``examples`` (model in eval mode)."""
@@ -255,6 +285,7 @@ def train_lora(
     name: str = "train",
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    snapshot_every: int | None = None,
 ) -> dict:
     """Train one LoRA adapter on ``train_items`` and save it to ``out_dir``.
 
@@ -284,6 +315,9 @@ def train_lora(
         Show a tqdm progress bar.
     on_step : callable, optional
         Called with the step number after each step's logging and checkpoint.
+    snapshot_every : int, optional
+        Keep the adapter of every ``snapshot_every``-th step and of the last step in
+        ``out_dir/snapshots/step-<N>`` (each with its checksums).
 
     Returns
     -------
@@ -299,6 +333,10 @@ def train_lora(
     validate_training_inputs(
         train_items, steps=steps, training=training, max_length=max_length, name=name
     )
+    if snapshot_every is not None and (not isinstance(snapshot_every, int) or snapshot_every < 1):
+        raise ValueError(
+            f"{name}: snapshot_every must be a positive integer, got {snapshot_every!r}"
+        )
     check_target_modules(model, list(training.target_modules))
     out_dir = Path(out_dir)
     work_dir = (
@@ -322,6 +360,8 @@ def train_lora(
 
     restored = load_checkpoint(work_dir, model, optimizer, scheduler, fingerprint)
     state, best = restored if restored else (LoopState(), _snapshot(model))
+    if not restored:  # snapshots left by a run with other settings are not this job's
+        shutil.rmtree(work_dir / SNAPSHOTS, ignore_errors=True)
     log_fh, log = _open_log(
         work_dir / "train_log.csv", _read_log(work_dir / "train_log.csv", state.step)
     )
@@ -363,6 +403,9 @@ def train_lora(
             log_fh.flush()
             bar.update(1)
             bar.set_postfix(loss=row["loss"], val=row.get("val_loss", "-"))
+            last = state.step == steps or state.stopped_early
+            if snapshot_every and (state.step % snapshot_every == 0 or last):
+                save_snapshot(model, work_dir / SNAPSHOTS, state.step)
             if state.step % training.checkpoint_every == 0 and state.step < steps:
                 save_checkpoint(work_dir, model, best, optimizer, scheduler, state, fingerprint)
             if on_step is not None:
@@ -386,6 +429,8 @@ def train_lora(
         "tokens_this_session": tokens_seen,
         "seconds_this_session": round(time.perf_counter() - t_start, 3),
     }
+    if snapshot_every:
+        summary["snapshot_steps"] = snapshot_steps(work_dir)
     _publish(model, work_dir, out_dir, summary)
     return summary
 
@@ -398,6 +443,8 @@ def _publish(model, work_dir: Path, out_dir: Path, summary: dict) -> None:
     shutil.copyfile(work_dir / "train_log.csv", tmp / "train_log.csv")
     (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     write_checksums(tmp, list(ADAPTER_FILES))
+    if (work_dir / SNAPSHOTS).is_dir():
+        os.replace(work_dir / SNAPSHOTS, tmp / SNAPSHOTS)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
