@@ -10,11 +10,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import silhouette_score
 
 from mossa.clustering.ari import task_clustering_ari
-
-SILHOUETTE_SAMPLE = 2000  # silhouette costs O(N^2 d): estimate it on a seeded subsample
+from mossa.clustering.over_steps import silhouette_of_labels
 
 
 def clustering_rows(
@@ -45,13 +43,6 @@ def clustering_rows(
                 ari = sil = math.nan
             else:
                 ari = task_clustering_ari(x, labels, n_init=n_init, seed=seed)
-                sil = _silhouette(x, labels, seed)
+                sil = silhouette_of_labels(x, labels, seed)
             rows.append({"model": model, "layer": layer, "ari": ari, "silhouette": sil})
     return rows
-
-
-def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float:
-    if np.ptp(x, axis=0).max() == 0:  # every state identical: no separation at all
-        return 0.0
-    sample = SILHOUETTE_SAMPLE if len(x) > SILHOUETTE_SAMPLE else None
-    return float(silhouette_score(x, labels, sample_size=sample, random_state=seed))

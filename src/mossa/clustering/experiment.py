@@ -21,9 +21,9 @@ from safetensors.torch import save
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from mossa.clustering.ari import task_clustering_ari
 from mossa.clustering.config import ClusteringConfig, dump_clustering_config
 from mossa.clustering.model import build_model, states_and_predictions
+from mossa.clustering.over_steps import checkpoint_ari_rows
 from mossa.clustering.regex_tasks import generate_suite
 from mossa.clustering.report import ACCURACY_COLUMNS, ARI_COLUMNS, write_csv, write_report
 from mossa.clustering.tokens import WordTokenizer, encode_instances, sample_per_task
@@ -110,26 +110,18 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
 
         ari_rows = []
         for step, split, states in tqdm(snapshots, desc="k-means/ARI", unit="checkpoint"):
-            labels = eval_sets[split].task.numpy()
+            labels = {"task": eval_sets[split].task.numpy()}
             for position in positions:
-                for layer, layer_states in enumerate(states[position]):
-                    ari = task_clustering_ari(
-                        layer_states,
-                        labels,
-                        n_clusters=cfg.tasks.n_tasks,
-                        n_init=cfg.analysis.n_init,
-                        max_iter=cfg.analysis.max_iter,
-                        seed=cfg.seed,
-                    )
-                    ari_rows.append(
-                        {
-                            "step": step,
-                            "layer": layer,
-                            "split": split,
-                            "position": position,
-                            "ari": ari,
-                        }
-                    )
+                ari_rows += checkpoint_ari_rows(
+                    step,
+                    split,
+                    states[position],
+                    labels,
+                    n_init=cfg.analysis.n_init,
+                    max_iter=cfg.analysis.max_iter,
+                    seed=cfg.seed,
+                    extra={"position": position},
+                )
 
     write_csv(out / "tables" / "ari.csv", ARI_COLUMNS, ari_rows)
     write_csv(out / "tables" / "accuracy.csv", ACCURACY_COLUMNS, accuracy_rows)

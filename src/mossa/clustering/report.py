@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from mossa.clustering.over_steps import ari_over_steps_figure, series
 from mossa.io import atomic_write_bytes, atomic_write_text
 
 SPLITS = ("train", "validation")
@@ -64,17 +64,6 @@ def read_accuracy(path: Path) -> list[dict]:
             {"step": int(r["step"]), "split": r["split"], "accuracy": float(r["accuracy"])}
             for r in csv.DictReader(fh)
         ]
-
-
-def _series(
-    rows: list[dict], split: str, layer: int, position: str
-) -> tuple[list[int], list[float]]:
-    picked = sorted(
-        (r["step"], r["ari"])
-        for r in rows
-        if r["split"] == split and r["layer"] == layer and r["position"] == position
-    )
-    return [s for s, _ in picked], [a for _, a in picked]
 
 
 @dataclass(frozen=True)
@@ -136,8 +125,8 @@ class Finding:
 def read_finding(ari_rows: list[dict], margin: float, position: str) -> Finding:
     """Apply the reading rule to the validation rows of ``position`` in the ARI table."""
     deepest = max(r["layer"] for r in ari_rows)
-    steps, deep = _series(ari_rows, "validation", deepest, position)
-    _, layer0 = _series(ari_rows, "validation", 0, position)
+    steps, deep = series(ari_rows, split="validation", layer=deepest, position=position)
+    _, layer0 = series(ari_rows, split="validation", layer=0, position=position)
     if not steps:
         raise ValueError(f"the ARI table has no validation rows at position {position!r}")
     peak = max(range(len(steps)), key=lambda i: deep[i])
@@ -163,22 +152,13 @@ def _png(fig: Figure) -> bytes:
 
 def ari_figure(ari_rows: list[dict], position: str) -> bytes:
     """PNG: ARI at ``position`` against training step, one line per layer, per split."""
-    layers = sorted({r["layer"] for r in ari_rows})
-    cmap = colormaps["viridis"]
-    fig = Figure(figsize=(11, 4.2))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, split in zip(axes, SPLITS, strict=True):
-        for layer in layers:
-            steps, values = _series(ari_rows, split, layer, position)
-            color = cmap(layer / max(layers[-1], 1))
-            ax.plot(steps, values, marker="o", ms=3.5, color=color, label=f"layer {layer}")
-        ax.set_title(f"{split} instances")
-        ax.set_xlabel("training step")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("ARI of k-means (k = tasks) vs task labels")
-    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    fig.suptitle(f"Task clustering of hidden states at the {POSITION_NAMES[position]}")
-    return _png(fig)
+    return ari_over_steps_figure(
+        ari_rows,
+        splits=SPLITS,
+        title=f"Task clustering of hidden states at the {POSITION_NAMES[position]}",
+        ylabel="ARI of k-means (k = tasks) vs task labels",
+        position=position,
+    )
 
 
 def accuracy_figure(accuracy_rows: list[dict]) -> bytes:
