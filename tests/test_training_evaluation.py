@@ -11,7 +11,15 @@ import torch
 
 from char_models import make_llama, make_tokenizer
 from mossa.inference.generation import eval_prompts, evaluate_model, generate_answers
-from mossa.inference.metrics import accuracy, bleu, normalize_answer, rouge_l, score
+from mossa.inference.metrics import (
+    accuracy,
+    aggregate,
+    bleu,
+    example_scores,
+    normalize_answer,
+    rouge_l,
+    score,
+)
 from mossa.models.text_limits import max_chars
 from mossa.tasks import Example, Task, Template
 
@@ -68,6 +76,21 @@ def test_bleu_hand_computed():
     expected = plain_corpus_bleu(hyps, refs)  # shorter than the references: brevity penalty
     assert expected < 60
     assert bleu(hyps, refs) == pytest.approx(expected, abs=1e-9)
+
+
+def test_per_example_scores_aggregate_to_the_metric_on_any_subset():
+    hyps = ["the cat sat on the mat", "a quick brown dog jumps over it", "hello world there"]
+    refs = ["the cat sat on a red mat", "the quick brown dog jumps over the fence", "hello world"]
+    stats = example_scores("bleu", hyps, refs)
+    # a resample (with a repeat) scored from summed statistics equals BLEU of that corpus
+    pick = [1, 1, 0]
+    assert aggregate("bleu", [stats[i] for i in pick]) == pytest.approx(
+        plain_corpus_bleu([hyps[i] for i in pick], [refs[i] for i in pick]), abs=1e-9
+    )
+    assert example_scores("accuracy", ["The cat.", "dog"], ["cat", "cat"]) == [1, 0]
+    assert aggregate("rouge_l", example_scores("rouge_l", hyps, refs)) == pytest.approx(
+        rouge_l(hyps, refs)
+    )
 
 
 def test_score_dispatch_and_errors():
@@ -146,6 +169,7 @@ def test_evaluate_model_scores_the_task_metric():
     prompts, refs = eval_prompts(task, 6, seed=0)
     assert prompts == [f"{x}:" for x in inputs] and refs == targets
     acc = evaluate_model(model, tok, task, max_examples=6, max_new_tokens=4, batch_size=4)
-    assert acc == pytest.approx(100 * 3 / 6)
+    assert acc.score == pytest.approx(100 * 3 / 6)
+    assert acc.examples == [1, 0, 1, 0, 1, 0] and acc.n == 6  # per example, in test order
     acc4 = evaluate_model(model, tok, task, max_examples=4, max_new_tokens=4, batch_size=3)
-    assert acc4 == pytest.approx(100 * 2 / 4)
+    assert acc4.score == pytest.approx(100 * 2 / 4) and acc4.n == 4

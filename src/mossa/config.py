@@ -171,6 +171,11 @@ class EvaluationConfig(Section):
     confidence: float = Field(
         0.95, gt=0, lt=1, description="Coverage of the intervals of every task metric."
     )
+    bootstrap: PositiveInt = Field(
+        2000,
+        description="Resamples of the evaluated examples for the intervals of ROUGE-L and BLEU "
+        "and for the paired control-vs-base difference (its p-value floor is 1/(B+1)).",
+    )
     max_new_tokens: PositiveInt = Field(32, description="Greedy answer length at most, in tokens.")
     batch_size: PositiveInt = Field(16, description="Prompts per generation batch.")
 

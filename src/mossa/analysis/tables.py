@@ -44,13 +44,34 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "pca_dims": ("model", "task", "layer", "dims99"),
     "readability": ("task", "flesch_kincaid", "coleman_liau", "n"),
     "correlations": ("model", "layer", "measure", "pearson_r", "p_value"),
-    "task_metrics": ("task", "metric", "base", "sft", "control"),
+    "task_metrics": (
+        "task",
+        "metric",
+        "n",
+        "base",
+        "base_low",
+        "base_high",
+        "sft",
+        "sft_low",
+        "sft_high",
+        "control",
+        "control_low",
+        "control_high",
+        "chance",
+        "diff",
+        "diff_low",
+        "diff_high",
+        "p_value",
+        "test",
+        "competent",
+        "reason",
+    ),
     "clustering": ("model", "layer", "ari", "silhouette"),
     "tsne": ("model", "layer", "task", "cluster", "x", "y"),
 }
 INT_COLUMNS = {"layer", "n", "dims99"}
-BOOL_COLUMNS = {"seen"}
-TEXT_COLUMNS = {"model", "task", "cluster", "measure", "metric"}
+BOOL_COLUMNS = {"seen", "competent"}
+TEXT_COLUMNS = {"model", "task", "cluster", "measure", "metric", "test", "reason"}
 
 
 def _cell(value) -> str:

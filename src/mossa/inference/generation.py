@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from mossa.inference.metrics import score
+from mossa.inference.metrics import aggregate, example_scores
 from mossa.models import lm
 
 
@@ -73,6 +74,18 @@ def generate_answers(
     return answers
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's task metric (0-100) and its per-example scores (see ``example_scores``)."""
+
+    score: float
+    examples: list
+
+    @property
+    def n(self) -> int:
+        return len(self.examples)
+
+
 def evaluate_model(
     model,
     tokenizer,
@@ -83,8 +96,8 @@ def evaluate_model(
     batch_size: int,
     seed: int = 0,
     max_length: int | None = None,
-) -> float:
-    """The task metric (0-100) of ``model`` on the first ``max_examples`` test examples.
+) -> Evaluation:
+    """The task metric of ``model`` on the first ``max_examples`` test examples, per example too.
 
     When no reference spans several lines, an answer is cut at its first line break
     (a model that has not learnt to stop would otherwise be scored on its rambling).
@@ -102,4 +115,5 @@ def evaluate_model(
     )
     if not any("\n" in t.strip() for t in targets):
         answers = [a.split("\n", 1)[0].strip() for a in answers]
-    return score(task.metric, answers, [t.strip() for t in targets])
+    examples = example_scores(task.metric, answers, [t.strip() for t in targets])
+    return Evaluation(aggregate(task.metric, examples), examples)

@@ -8,7 +8,6 @@ come the layer map (layer_groups.json) and the findings the report states (findi
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,39 +17,17 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from mossa.analysis import cka_tables, correlations, embeddings, kmeans, pca
+from mossa.analysis.competence import read_task_metrics
 from mossa.analysis.findings import compute_findings
 from mossa.analysis.layer_map import LayerMap, find_layer_groups
 from mossa.analysis.tables import quiet_nan_aggregates, read_arrays, write_json, write_table
 from mossa.config import RunConfig
-from mossa.io import CHECKSUM_FILE, atomic_write_bytes, corrupt, write_checksums
+from mossa.io import CHECKSUM_FILE, atomic_write_bytes, write_checksums
 from mossa.run_dir import RunDir
 from mossa.similarity import DegenerateInputWarning
 from mossa.store import ActivationStore
 
 CONTROL = "control"
-
-
-def read_task_metrics(run: RunDir) -> list[dict]:
-    """Rows of task_metrics.csv from RUN/eval/task_metrics.json (empty when not evaluated)."""
-    records = run.read_task_metrics()
-    if records is None:
-        return []
-
-    def num(v):
-        return math.nan if v is None else float(v)
-
-    try:
-        return [
-            {
-                "task": str(r["task"]),
-                "metric": str(r["metric"]),
-                **{m: num(r.get(m)) for m in ("base", "sft", "control")},
-            }
-            for r in records
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
-        problem = f"expected records with task, metric and numeric scores ({exc!r})"
-        raise corrupt(run.task_metrics, problem, "evaluate", run.root) from None
 
 
 def _load_aligned(store: ActivationStore, task: str) -> dict[str, np.ndarray]:
@@ -150,7 +127,7 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
     write_table(
         out / "correlations.csv", "correlations", correlations.correlation_rows(cka_rows, tasks)
     )
-    write_table(out / "task_metrics.csv", "task_metrics", read_task_metrics(run))
+    write_table(out / "task_metrics.csv", "task_metrics", read_task_metrics(run, cfg))
     the_map = layer_map(cka_rows, tasks, n_layers, acfg.group_bootstrap, cfg.seed)
     write_json(out / "layer_groups.json", the_map.to_json())
 

@@ -2,15 +2,18 @@
 
 Each model answers the task's test prompts by greedy decoding and is scored with the task's
 metric (see :mod:`mossa.inference`). The base is loaded once; the SFT adapter and the
-controls are switched in place on it. Writes ``RUN/eval/task_metrics.json``.
+controls are switched in place on it. Writes ``RUN/eval/task_metrics.json`` with every
+model's per-example scores, from which the analysis computes intervals and competence
+(:mod:`mossa.analysis.competence`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from mossa.analysis.competence import chance_level
 from mossa.config import RunConfig
-from mossa.inference.generation import evaluate_model
+from mossa.inference.generation import eval_prompts, evaluate_model
 from mossa.models import lm
 from mossa.run_dir import SFT, RunDir, control_adapter
 from mossa.training.loop import check_adapter
@@ -19,8 +22,11 @@ from mossa.training.loop import check_adapter
 def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
     """Evaluate base, SFT and each task's control; write ``RUN/eval/task_metrics.json``.
 
-    Records: ``{"task", "cluster", "metric", "base", "sft", "control"}`` per task;
-    ``control`` is null for a task without a control adapter (``controls: seen``).
+    Records per task: ``task``, ``cluster``, ``metric``, ``n`` (examples evaluated: the
+    first ``evaluation.max_examples`` of the test split), ``chance`` and ``classes`` (null
+    unless a classification task), the metric of ``base``, ``sft`` and ``control`` and
+    ``examples`` (per model, the per-example scores). ``control`` is null for a task
+    without a control adapter (``controls: seen``).
     """
     from tqdm.auto import tqdm
 
@@ -45,16 +51,22 @@ def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
     has_control = {t.name for t in controls}
     records = []
     for task in tqdm(tasks, desc="evaluate"):
+        _, targets = eval_prompts(task, ev.max_examples, cfg.seed)
+        chance, classes = chance_level(task, targets)
         record = {"task": task.name, "cluster": task.cluster, "metric": task.metric}
+        record.update(n=len(targets), chance=chance, classes=classes)
+        results = {}
         slot.use(SFT, run.adapter(SFT))
         with slot.disabled() as model:
-            record["base"] = evaluate_model(model, tokenizer, task, **kwargs)
-        record["sft"] = evaluate_model(slot.peft, tokenizer, task, **kwargs)
-        record["control"] = None
+            results["base"] = evaluate_model(model, tokenizer, task, **kwargs)
+        results["sft"] = evaluate_model(slot.peft, tokenizer, task, **kwargs)
+        results["control"] = None
         if task.name in has_control:
             name = control_adapter(task.name)
             model = slot.use(name, run.adapter(name))
-            record["control"] = evaluate_model(model, tokenizer, task, **kwargs)
+            results["control"] = evaluate_model(model, tokenizer, task, **kwargs)
+        record.update({m: None if r is None else r.score for m, r in results.items()})
+        record["examples"] = {m: None if r is None else r.examples for m, r in results.items()}
         records.append(record)
     run.write_task_metrics(records)
 
