@@ -229,6 +229,15 @@ class AnalysisConfig(Section):
     )
     bootstrap: PositiveInt = Field(200, description="Bootstrap resamples of the CKA interval.")
     group_bootstrap: PositiveInt = Field(200, description="Task-bootstrap refits of the layer map.")
+    measures: list[Literal["cka", "procrustes", "mutual_knn", "rsa"]] = Field(
+        ["cka"],
+        description="Similarity measures of the MOSSA comparison: CKA always gives cka.csv and "
+        "the layer map; each other one adds rows to tables/measures.csv, its own layer map "
+        "(tables/layer_groups_by_measure.json) and the measure-agreement figure.",
+    )
+    knn_k: PositiveInt = Field(
+        10, description="Neighbours of the mutual_knn measure (must be below tasks.n_analysis)."
+    )
     cross_task_controls: int = Field(
         3,
         ge=0,
