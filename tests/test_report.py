@@ -36,7 +36,7 @@ def run(tmp_path_factory):
         run,
         n_layers=L,
         n_tasks=6,
-        n_unseen=2,
+        n_unseen=3,
         n_clusters=3,
         n=24,
         d=16,
@@ -58,8 +58,9 @@ def run(tmp_path_factory):
 def refound(data, **changes):
     """``data`` with ``changes``, and the findings the analyze stage computes from them."""
     changed = dataclasses.replace(data, **changes)
+    tables = changed.run_dir / "tables"
     return dataclasses.replace(
-        changed, findings=findings.compute_findings(changed, changed.layer_map)
+        changed, findings=findings.compute_findings(changed, changed.layer_map, tables)
     )
 
 
@@ -227,7 +228,7 @@ def test_findings_json_holds_the_verdicts_and_follows_from_the_tables(run, tmp_p
     assert verdict["base_falls"] == verdict["sft_below_in_shared"] == findings.HOLDS
     assert found["groups"]["source"] == "run"
     data = load_run_data(run)
-    assert found == findings.compute_findings(data, data.layer_map)
+    assert found == findings.compute_findings(data, data.layer_map, run / "tables")
     del found["tsne"]
     damaged = tmp_path / "tables" / "findings.json"
     damaged.parent.mkdir()
@@ -304,3 +305,81 @@ def test_paper_map_scales_with_depth():
     for n in range(3, 40):
         assert paper_groups(n).layers(*GROUPS) == list(range(1, n + 1))
     assert paper_groups(2) is None
+
+
+def metric_rows(data, failing: set[str]):
+    """task_metrics.csv rows: the control learns every task except those in ``failing``."""
+    from mossa.analysis import competence
+
+    rows = []
+    for task in data.tasks:
+        base = [0] * 25 + [1] * 5
+        control = base if task in failing else [1] * 30
+        record = {"task": task, "metric": "accuracy", "base": 100 * np.mean(base),
+                  "sft": 100 * np.mean(base), "control": 100 * np.mean(control),
+                  "examples": {"base": base, "sft": base, "control": control}}  # fmt: skip
+        rows.append(competence.task_metric_row(record, 0.95, 200, 0))
+    return rows
+
+
+def test_tasks_that_are_not_competent_are_left_out_of_every_verdict(run):
+    data = load_run_data(run)
+    seen = [t for t in data.tasks if data.seen[t]]
+    failing = {seen[0], [t for t in data.tasks if not data.seen[t]][0]}
+    left_out = refound(data, metrics=metric_rows(data, failing))
+    comp = left_out.findings["competence"]
+    assert comp["checked"] and comp["testable"]
+    assert {x["task"] for x in comp["excluded"]} == failing
+    assert all("control not above base" in x["reason"] for x in comp["excluded"])
+    verdicts = {r["finding"]: r for r in left_out.findings["paper"]}
+    assert verdicts["sft_below_in_shared"]["n"] == len(seen) - 1
+    assert verdicts["unseen_below_then_above"]["verdict"] == findings.UNTESTABLE  # 2 of 3 left
+    html = render_html(left_out, {})
+    assert f"{seen[0]} (control not above base" in html
+
+    # fewer than MIN_COMPETENT seen tasks learned: no verdict at all, and the report says so
+    none = refound(data, metrics=metric_rows(data, set(seen[:-2])))
+    assert {r["verdict"] for r in none.findings["paper"]} == {findings.UNTESTABLE}
+    assert "No finding of the paper is tested on this run" in " ".join(readings.summary(none))
+
+
+class Summary(HTMLParser):
+    """The <li> lines of the report's summary list."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside, self.lines = False, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "ul" and "summary" in (dict(attrs).get("class") or ""):
+            self.inside = True
+        elif tag == "li" and self.inside:
+            self.lines.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "ul":
+            self.inside = False
+
+    def handle_data(self, data):
+        if self.inside and self.lines:
+            self.lines[-1] += data
+
+
+@pytest.mark.parametrize("failing", ["none", "some", "most"])
+def test_summary_states_as_holding_only_what_findings_json_gives_as_holds(run, failing):
+    data = load_run_data(run)
+    seen = [t for t in data.tasks if data.seen[t]]
+    drop = {"none": set(), "some": {seen[0]}, "most": set(seen[:-1])}[failing]
+    variant = refound(data, metrics=metric_rows(data, drop))
+    parser = Summary()
+    parser.feed(render_html(variant, {}))
+    holds_line = [x for x in parser.lines if x.startswith("Holds on this run:")]
+    claims = {
+        r["finding"]: readings.CLAIMS[r["finding"]].finding for r in variant.findings["paper"]
+    }
+    holding = {f for f, v in ((r["finding"], r["verdict"]) for r in variant.findings["paper"])
+               if v == findings.HOLDS}  # fmt: skip
+    stated = " ".join(holds_line)
+    for finding, text in claims.items():
+        assert (escape(text) in stated or text in stated) == (finding in holding), finding
+    assert bool(holding) == bool(holds_line)

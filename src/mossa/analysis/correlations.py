@@ -2,7 +2,11 @@
 
 Per model and layer, the Pearson correlation over seen tasks between the debiased CKA
 against the control and a task property: Flesch-Kincaid grade, Coleman-Liau index (of the
-task's analysis prompts, computed by the tasks stage) and the training-set size.
+task's analysis prompts, computed by the tasks stage) and the training-set size. The
+paper's data size (prompts used for CKA) is :mod:`mossa.analysis.data_size`.
+
+Many layers and measures are tested at once, so every p-value also comes adjusted by
+Benjamini-Hochberg over the whole table (``p_adjusted``, the false discovery rate).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import pearsonr
+from scipy.stats import false_discovery_control, pearsonr
 
 from mossa.analysis.cka_tables import MODELS
 
@@ -49,9 +53,24 @@ def pearson(x, y) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def correlation_rows(cka: list[dict], tasks: list[dict]) -> list[dict]:
-    """Rows of correlations.csv: per model, layer and measure, over the seen tasks."""
-    seen = [t for t in tasks if t["seen"]]
+def adjust(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (scipy); NaN entries stay NaN, not counted."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = false_discovery_control(p[finite], method="bh")
+    return out
+
+
+def correlation_rows(
+    cka: list[dict], tasks: list[dict], keep: set[str] | None = None
+) -> list[dict]:
+    """Rows of correlations.csv: per model, layer and measure, over the seen tasks.
+
+    ``keep``: the tasks to correlate over (the competent ones; None: every seen task).
+    """
+    seen = [t for t in tasks if t["seen"] and (keep is None or t["name"] in keep)]
     value = {(r["model"], r["task"], r["layer"]): r["cka"] for r in cka}
     layers = sorted({r["layer"] for r in cka})
     rows = []
@@ -65,8 +84,11 @@ def correlation_rows(cka: list[dict], tasks: list[dict]) -> list[dict]:
                         "model": model,
                         "layer": layer,
                         "measure": measure,
+                        "n_tasks": len(seen),
                         "pearson_r": r,
                         "p_value": p,
                     }
                 )
+    for row, q in zip(rows, adjust([r["p_value"] for r in rows]), strict=True):
+        row["p_adjusted"] = float(q)
     return rows

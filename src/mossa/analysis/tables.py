@@ -41,9 +41,10 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
         "ci_low",
         "ci_high",
     ),
-    "pca_dims": ("model", "task", "layer", "dims99"),
+    "pca_dims": ("model", "task", "layer", "dims99", "capped"),
     "readability": ("task", "flesch_kincaid", "coleman_liau", "n"),
-    "correlations": ("model", "layer", "measure", "pearson_r", "p_value"),
+    "correlations": ("model", "layer", "measure", "n_tasks", "pearson_r", "p_value", "p_adjusted"),
+    "data_size": ("model", "task", "layer", "n_prompts", "draws", "cka"),
     "task_metrics": (
         "task",
         "metric",
@@ -69,8 +70,8 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "clustering": ("model", "layer", "ari", "silhouette"),
     "tsne": ("model", "layer", "task", "cluster", "x", "y"),
 }
-INT_COLUMNS = {"layer", "n", "dims99"}
-BOOL_COLUMNS = {"seen", "competent"}
+INT_COLUMNS = {"layer", "n", "dims99", "n_tasks", "n_prompts", "draws"}
+BOOL_COLUMNS = {"seen", "competent", "capped"}
 TEXT_COLUMNS = {"model", "task", "cluster", "measure", "metric", "test", "reason"}
 
 

@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader
 from mossa.analysis.layer_map import GROUPS
 from mossa.report.data import RunData, cluster_name
 from mossa.report.figures import FIGURES
-from mossa.report.readings import groups_source, paper_comparison, read_layer_map
+from mossa.report.readings import groups_source, paper_comparison, read_layer_map, summary
 from mossa.run_dir import RunDir
 from mossa.store import mossa_version
 
@@ -72,6 +72,34 @@ def _cka_table(data: RunData) -> list[dict]:
     ]
 
 
+def _span(row: dict, prefix: str) -> str:
+    """'12.0 [8.1, 17.2]': a metric with its interval, one decimal ('–' when undefined)."""
+    value = row.get(prefix)
+    if value is None or not np.isfinite(value):
+        return "–"
+    low, high = row.get(f"{prefix}_low"), row.get(f"{prefix}_high")
+    if low is None or not np.isfinite(low):
+        return f"{value:.1f}"
+    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def _metric_row(data: RunData, r: dict) -> dict:
+    """A row of the task-metrics table: metrics with intervals, the test, competence."""
+    p = r.get("p_value")
+    return {
+        "task": r["task"],
+        "cluster": cluster_name(data.cluster.get(r["task"], "")),
+        "metric": r["metric"],
+        "n": "–" if r.get("n") is None else r["n"],
+        **{m: _span(r, m) for m in ("base", "sft", "control", "diff")},
+        "chance": _span(r, "chance"),
+        "p_value": "–" if p is None or not np.isfinite(p) else f"{p:.3f}",
+        "test": r.get("test") or "–",
+        "competent": "yes" if r.get("competent") else "no",
+        "reason": r.get("reason") or "",
+    }
+
+
 def render_html(data: RunData, figure_paths: dict[str, Path]) -> str:
     """The report page for ``data`` with the PNGs in ``figure_paths`` (name -> path) inlined."""
     env = Environment(loader=PackageLoader("mossa.report", "templates"), autoescape=True)
@@ -89,19 +117,13 @@ def render_html(data: RunData, figure_paths: dict[str, Path]) -> str:
     ]
     missing = {s.name: s.absent for s in FIGURES if s.name not in figure_paths}
     found = data.layer_map.fit.structure
-    metrics = [
-        {
-            **r,
-            "cluster": cluster_name(data.cluster.get(r["task"], "")),
-            **{m: _num(r[m]) for m in ("base", "sft", "control")},
-        }
-        for r in data.metrics
-    ]
+    metrics = [_metric_row(data, r) for r in data.metrics]
     return env.get_template("report.html.j2").render(
         name=data.cfg.name,
         n_layers=data.n_layers,
         n_seen=int(data.seen_mask.sum()),
         n_unseen=int((~data.seen_mask).sum()),
+        summary=summary(data),
         layer_map_reading=read_layer_map(data),
         setup=setup_facts(data),
         comparison=paper_comparison(data),
@@ -114,4 +136,5 @@ def render_html(data: RunData, figure_paths: dict[str, Path]) -> str:
         metrics=metrics,
         version=mossa_version(),
         tables_dir=str(RunDir(data.run_dir).tables_dir),
+        confidence=f"{data.cfg.evaluation.confidence:.0%}",
     )

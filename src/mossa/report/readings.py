@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mossa.analysis.findings import UNTESTABLE
+from mossa.analysis.findings import FAILS, HOLDS, PARTLY, UNTESTABLE
 from mossa.analysis.layer_map import LayerGroups
 from mossa.report.data import RunData, cluster_name
 
@@ -195,18 +195,30 @@ def read_tsne(data: RunData) -> list[str]:
     ]
 
 
+def _ci(row: dict, signed: bool = True) -> str:
+    """'[low, high]' of a row with ci_low and ci_high (n/a bounds when undefined)."""
+    return f"[{_f(row['ci_low'], signed)}, {_f(row['ci_high'], signed)}]"
+
+
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
 def read_pca(data: RunData) -> list[str]:
     f = data.findings["pca_dims"]
     if f is None:
         return ["PCA dimensions were not computed."]
     per_group = "; ".join(
-        f"{g['group']} ({_ranges(g['layers'])}) {_f(g['value'], True)}" for g in f["groups"]
+        f"{g['group']} ({_ranges(g['layers'])}) {_f(g['value'], True)} {_ci(g)}"
+        for g in f["groups"]
     )
     top = f["largest"]
     return [
         f"Mean components for {data.cfg.analysis.pca_variance:.0%} of the variance, SFT minus "
-        f"base ({groups_source(data)}): {per_group}.",
+        f"base, with a 95% t-interval over seen tasks ({groups_source(data)}): {per_group}.",
         f"The largest SFT excess is {_f(top['value'], True)} components at layer {top['layer']}.",
+        f"{_share(f['capped'])} of the counts (every model, task and layer above 0) are at n − 1, "
+        "the most n prompts can show: there the states need at least that many.",
     ]
 
 
@@ -220,7 +232,7 @@ def _correlation_sentence(data: RunData, model: str, f: dict | None) -> str:
     )
     return (
         f"{LABELS[model]}: highest r = {_f(f['highest']['value'], True)} at layer "
-        f"{f['highest']['layer']}; positive with p < {_alpha(data)} {where}"
+        f"{f['highest']['layer']}; positive with BH-adjusted p < {_alpha(data)} {where}"
     )
 
 
@@ -236,18 +248,36 @@ def read_readability(data: RunData) -> list[str]:
 
 def read_data_size(data: RunData) -> list[str]:
     f = data.findings["data_size"]
-    if f is None:
-        return [
-            "Undefined: the seen tasks' training-set sizes do not vary (or there are fewer "
-            "than 3 seen tasks)."
+    prompts, out = f["prompts"], []
+    if prompts["testable"]:
+        slopes = "; ".join(
+            f"{LABELS[m]} at most {_f(prompts[m]['largest_slope']['value'], True)} (layer "
+            f"{prompts[m]['largest_slope']['layer']})"
+            for m in ("base", "sft")
+        )
+        out.append(
+            f"Prompts used for CKA (the paper's data size), subsets of "
+            f"{', '.join(map(str, prompts['sizes']))} prompts on {prompts['n_tasks']} competent "
+            f"seen tasks: mean change of CKA per doubling {slopes}; {prompts['significant']} of "
+            f"{prompts['n_tests']} (model, layer) t-tests with p < {_alpha(data)}, "
+            f"{prompts['adjusted']} after Benjamini-Hochberg."
+        )
+    else:
+        out.append(
+            f"Prompts used for CKA (the paper's data size): not testable ({prompts['reason']})."
+        )
+    n_train = f["n_train"]
+    if n_train is None:
+        out.append("Training-set size: undefined (the sizes do not vary, or fewer than 3 tasks).")
+    else:
+        parts = [
+            f"{LABELS[m]}: |r| at most {_f(n_train[m]['max_abs_r'])}; p < {_alpha(data)} at "
+            f"{_ranges(n_train[m]['significant_at'])} ({_ranges(n_train[m]['adjusted_at'])} after "
+            "Benjamini-Hochberg)"
+            for m in ("base", "sft")
         ]
-    parts = [
-        f"{LABELS[model]}: |r| at most {_f(f[model]['max_abs_r'])}; p < {_alpha(data)} at "
-        f"{_ranges(f[model]['significant_at'])} ({_ranges(f[model]['bonferroni_at'])} after "
-        f"Bonferroni over both models' {f['n_tests']} layer tests)"
-        for model in ("base", "sft")
-    ]
-    return ["Correlation with training-set size: " + "; ".join(parts) + "."]
+        out.append("Correlation with training-set size (the figure): " + "; ".join(parts) + ".")
+    return out
 
 
 def read_unseen(data: RunData) -> list[str]:
@@ -301,21 +331,24 @@ def _base_falls(data: RunData, row: dict) -> str:
 def _sft_below_in_shared(data: RunData, row: dict) -> str:
     return (
         f"mean SFT−base over the shared {_ranges(row['layers'])} ({groups_source(data)}) = "
-        f"{_f(row['mean'], True)}; below 0 for {row['share_below']:.0%} of tasks"
+        f"{_f(row['mean'], True)} {_ci(row)} over {row['n']} tasks; below 0 for "
+        f"{row['share_below']:.0%} of tasks"
     )
 
 
 def _sft_close_after_shared(data: RunData, row: dict) -> str:
     return (
-        f"mean SFT−base over {_ranges(row['layers'])} = {_f(row['mean'], True)}; task spread "
-        f"(IQR) SFT {_f(row['iqr']['sft'])} vs base {_f(row['iqr']['base'])}"
+        f"mean SFT−base over {_ranges(row['layers'])} = {_f(row['mean'], True)} {_ci(row)}; "
+        f"task spread (IQR) SFT {_f(row['iqr']['sft'])} vs base {_f(row['iqr']['base'])}"
     )
 
 
 def _more_dims_in_transition(data: RunData, row: dict) -> str:
+    t, s, d = row["transition"], row["shared"], row["transition_minus_shared"]
     return (
-        f"SFT−base components: transition {_f(row['transition'], True)}, shared "
-        f"{_f(row['shared'], True)}"
+        f"SFT−base components: transition {_f(t['mean'], True)} {_ci(t)}, shared "
+        f"{_f(s['mean'], True)} {_ci(s)}, difference {_f(d['mean'], True)} {_ci(d)}; "
+        f"{_share(row['capped'])} of these counts at n − 1"
     )
 
 
@@ -326,24 +359,27 @@ def _distinct_clusters(data: RunData, row: dict) -> str:
 def _readability(data: RunData, row: dict) -> str:
     return (
         f"mean r over {_ranges(row['layers'])}: SFT {_f(row['sft'], True)}, base "
-        f"{_f(row['base'], True)}; SFT positive with p < {_alpha(data)} at "
+        f"{_f(row['base'], True)}; SFT positive with BH-adjusted p < {_alpha(data)} at "
         f"{row['n_significant']} of {len(row['layers'])} layers"
     )
 
 
 def _no_data_size_correlation(data: RunData, row: dict) -> str:
+    slope = row["largest_slope"]
     return (
-        f"{row['significant']} of {row['n_tests']} (model, layer) correlations with p < "
-        f"{_alpha(data)}, {row['bonferroni']} after Bonferroni"
+        f"CKA on {', '.join(map(str, row['sizes']))} prompts, {row['n_tasks']} tasks: "
+        f"{row['significant']} of {row['n_tests']} (model, layer) slopes with p < "
+        f"{_alpha(data)}, {row['adjusted']} after Benjamini-Hochberg; largest mean change per "
+        f"doubling base {_f(slope['base']['value'], True)}, SFT {_f(slope['sft']['value'], True)}"
     )
 
 
 def _unseen_below_then_above(data: RunData, row: dict) -> str:
-    half = row["half"]
+    half, low, high = row["half"], row["lower"], row["upper"]
     return (
         f"{_n(row['n_tasks'], 'unseen task')}; mean SFT−base layers 1–{half}: "
-        f"{_f(row['lower_mean'], True)}, {half + 1}–{data.n_layers}: "
-        f"{_f(row['upper_mean'], True)}"
+        f"{_f(low['mean'], True)} {_ci(low)}, {half + 1}–{data.n_layers}: "
+        f"{_f(high['mean'], True)} {_ci(high)}"
     )
 
 
@@ -351,14 +387,13 @@ def _unseen_below_then_above(data: RunData, row: dict) -> str:
 class Claim:
     """One finding of the paper: its statement, the paper's evidence, and this run's, in words.
 
-    ``paper`` may name ``{n_layers}`` and ``{scaled}`` (the paper's map at this depth);
-    ``untestable`` is what the run shows when the finding cannot be tested on it.
+    ``paper`` may name ``{n_layers}`` and ``{scaled}`` (the paper's map at this depth); when
+    the finding cannot be tested the run shows the reason findings.json gives.
     """
 
     finding: str
     paper: str
     here: Callable[[RunData, dict], str]
-    untestable: str
 
 
 CLAIMS = {
@@ -366,38 +401,32 @@ CLAIMS = {
         "Three functional groups: shared 1–9, transition 10–15, refinement 16–32",
         "Llama 2 7B, 32 layers; scaled to {n_layers}: {scaled}",
         _three_groups,
-        "",
     ),
     "base_falls": Claim(
         "Base CKA with the controls falls through higher layers (§4.1)",
         "generally decreasing",
         _base_falls,
-        "too few layers or tasks",
     ),
     "sft_below_in_shared": Claim(
         "SFT is below base in the shared layers (§4.2)",
         "lower for many tasks in layers 1–9",
         _sft_below_in_shared,
-        "no shared layers",
     ),
     "sft_close_after_shared": Claim(
         "From the transition layers on SFT is close to all controls, with low variance across "
         "tasks (§4.2)",
         "high CKA, low variance in 10–32",
         _sft_close_after_shared,
-        "no layers after the shared ones",
     ),
     "more_dims_in_transition": Claim(
         "SFT needs more dimensions for 99% variance in the transition layers (§4.3)",
         "similar in shared, more for SFT from the transition on",
         _more_dims_in_transition,
-        "no transition layers to compare",
     ),
     "distinct_clusters": Claim(
         "SFT forms more distinct task clusters than base from the transition on (§4.3)",
         "t-SNE, by eye",
         _distinct_clusters,
-        "no clustering or no layers after the shared ones",
     ),
     **{
         f"readability_{measure}": Claim(
@@ -405,21 +434,18 @@ CLAIMS = {
             "base (§4.4)",
             "rises in 10–15, then saturates",
             _readability,
-            "undefined correlation",
         )
         for measure, label in MEASURE_NAMES.items()
     },
     "no_data_size_correlation": Claim(
         "No correlation between CKA and data size (§4.4)",
-        "no clear correlation",
+        "no clear correlation with the number of data points used for CKA",
         _no_data_size_correlation,
-        "training-set sizes do not vary (or too few tasks)",
     ),
     "unseen_below_then_above": Claim(
         "Unseen tasks: SFT below base in lower layers, above in higher ones (§4.5)",
         "below up to layer 12, then matching and above",
         _unseen_below_then_above,
-        "no unseen tasks in this run",
     ),
 }
 
@@ -436,8 +462,53 @@ def paper_comparison(data: RunData) -> list[dict]:
             {
                 "finding": claim.finding,
                 "paper": claim.paper.format(n_layers=data.n_layers, scaled=scaled),
-                "here": claim.untestable if untestable else claim.here(data, row),
+                "here": row.get("reason", "") if untestable else claim.here(data, row),
                 "verdict": row["verdict"],
             }
         )
     return rows
+
+
+def read_competence(data: RunData) -> list[str]:
+    """Which tasks the verdicts rest on: the competent ones, and every other with its reason."""
+    c = data.findings["competence"]
+    if not c["checked"]:
+        return [
+            "Task competence was not checked (the evaluation kept no per-example scores): the "
+            "verdicts assume that every control learned its task."
+        ]
+    confidence = f"{data.cfg.evaluation.confidence:.0%}"
+    out = [
+        f"{len(c['competent'])} of {len(data.tasks)} tasks are competent: the control beats the "
+        f"base on the same test examples, and chance where the task has one, at {confidence} "
+        "confidence. Only these enter the layer map and the verdicts."
+    ]
+    if c["excluded"]:
+        out.append(
+            "Left out: " + "; ".join(f"{x['task']} ({x['reason']})" for x in c["excluded"]) + "."
+        )
+    if not c["testable"]:
+        out.append(f"No finding of the paper is tested on this run: {c['reason']}.")
+    return out
+
+
+SUMMARY_VERDICTS = {
+    HOLDS: "Holds on this run",
+    PARTLY: "Holds in part",
+    FAILS: "Does not hold",
+    UNTESTABLE: "Not testable",
+}
+
+
+def summary(data: RunData) -> list[str]:
+    """The report's summary: competence, then the paper's findings grouped by their verdict.
+
+    A finding is listed under "Holds on this run" only when findings.json says it holds.
+    """
+    rows = paper_comparison(data)
+    out = read_competence(data)
+    for verdict, label in SUMMARY_VERDICTS.items():
+        found = [r["finding"] for r in rows if r["verdict"] == verdict]
+        if found:
+            out.append(f"{label}: " + "; ".join(found) + ".")
+    return out
