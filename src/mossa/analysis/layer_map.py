@@ -1,43 +1,65 @@
-"""Shared, transition and refinement layers from the SFT-minus-base CKA curves.
+"""Shared, transition and refinement layers from per-task CKA curves, tested against the paper.
 
-The paper drew its layer map by eye. Here it is a change-point fit with a test and a
-confidence, on the per-task difference curves ``D_t(l) = CKA_sft(t, l) - CKA_base(t, l)``
-(each against task t's control), layers 1..L, seen tasks only, and their mean ``m(l)``.
-Layers are numbered as in every table, 0..L; the map leaves layer 0 (embeddings) empty.
+Input: per seen task t, ``CKA_sft(t, l)`` and ``CKA_base(t, l)`` (each against task t's
+control) at layers 1..L; layer 0 (embeddings) is not part of the map. The map has two parts.
 
-``m`` is fitted by continuous piecewise-linear curves ("broken sticks"):
+**Segmentation** (:func:`find_layer_groups`) of the difference curves ``D_t = CKA_sft -
+CKA_base`` and their mean ``m(l)``: continuous piecewise-linear fits ("broken lines"):
 
 * **line** (no change point): no groups.
 * **hinge** (one knot ``k``): two segments; the steeper rising one is the transition, the
   other shared (before it) or refinement (after it).
 * **two knots** ``s < t``: shared 1..s, transition s+1..t, refinement t+1..L, where the
-  middle segment must be the steepest and rising (the paper: SFT catches up with the
-  controls in the transition layers, and the trend "continues, albeit to a lesser extent").
+  middle segment must be the steepest and rising.
 
-A layer's group is that of the segment its increment ``m(l) - m(l-1)`` lies on. Every knot
-position is tried (L is small); each fit is closed-form least squares. The number of knots
-is chosen by two wild-bootstrap tests over tasks (Rademacher sign flips of the task
-residual curves, which keeps the correlation between layers): does a hinge or two-knot fit
-beat a line by more than task noise allows; if so, do two knots beat one. The confidence
-comes from a bootstrap over tasks (resample tasks with replacement, refit).
+Every knot position is tried (L is small); each fit is closed-form least squares. The
+number of knots is chosen by two wild-bootstrap tests over tasks (Rademacher sign flips of
+the task residual curves, which keeps the correlation between layers): does a bend beat a
+line by more than task noise allows; if so, do two knots beat one. The confidence comes from
+a bootstrap over tasks in which each refit chooses its model again by the same rule.
 
-:func:`find_layer_groups` returns a :class:`LayerFit`; a run's ``layer_groups.json`` is a
-:class:`LayerMap` (the fit on debiased CKA and the same fit on biased CKA), written with
-:meth:`LayerMap.to_json` and read back, checked, with :meth:`LayerMap.from_json`.
+**Final norm.** Hugging Face's last hidden state is taken after the model's final norm, so
+the last layer is not a block output like the others. :func:`map_layers` fits layers
+1..L-1 and attaches layer L to the last group; it fits 1..L as well and reports whether the
+groups depend on the last layer (:class:`FinalNorm`).
+
+**Paper map** (:func:`paper_map_of`): each group is tested against what the paper says it is
+(shared: SFT at or below base; transition: D rises and SFT ends closer to the controls
+than base, on average and for most tasks; refinement: D stays above 0 and does
+not fall), and a smooth monotone sigmoid must show a low and a high level inside the layers
+(a smooth convex or saturating curve has only one). The verdict is "holds", "partly", "does
+not hold" or "not testable".
+
+:func:`layer_map_from_rows` builds the whole :class:`LayerMap` (a run's
+``layer_groups.json``) from rows in the cka.csv schema; :meth:`LayerMap.to_json` writes it
+and :meth:`LayerMap.from_json` reads it back, checked, with errors naming the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 
 import numpy as np
 
 GROUPS = ("shared", "transition", "refinement")
+MODELS = ("none", "hinge", "two_knots")
+VERDICTS = ("holds", "partly", "does not hold", "not testable")
 MIN_TASKS = 3
 MIN_LAYERS = 4  # two knots need segments of at least two points each: 1..s, s..t, t..L
 MIN_RISE = 0.02  # CKA units: a consistent but smaller rise is real yet too small to map layers by
-NO_FIT = -1  # label of a layer in a refit without a valid fit
+N_BOOT = 999  # default draws: p-values down to 0.001
+SIGMOID_REFITS = 50  # task-bootstrap refits of the sigmoid (its interval only)
+NO_FIT = -1  # label of a layer in a refit without structure
+
+
+def p_text(p: float, n_boot: int) -> str:
+    """A bootstrap p-value in words: ``p <= 1/(B+1)`` at the floor, else ``p = ...``."""
+    floor = 1.0 / (n_boot + 1)
+    return f"p <= {floor:.2g}" if p <= floor * (1 + 1e-9) else f"p = {p:.3g}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +114,7 @@ class LayerGroups:
 
 @dataclass(frozen=True)
 class LayerShares:
-    """Share of the task-bootstrap refits giving one layer each label (``none``: no valid fit)."""
+    """Share of the task-bootstrap refits giving one layer each label (``none``: no structure)."""
 
     shared: float
     transition: float
@@ -112,12 +134,13 @@ class Structure:
     slopes: dict[str, float]  # per group present, CKA per layer
     rise: float  # of the fitted curve over the transition layers
     p_value_knots: float  # two knots against the best hinge
+    model_shares: dict[str, float]  # share of refits choosing each of MODELS
 
     @property
     def boundaries(self) -> dict[str, int]:
         return self.groups.starts()
 
-    def to_json(self) -> dict:
+    def to_json(self, n_boot: int) -> dict:
         return {
             "model": self.model,
             "groups": self.groups.to_json(),
@@ -131,6 +154,8 @@ class Structure:
             "slopes": dict(self.slopes),
             "rise": self.rise,
             "p_value_knots": self.p_value_knots,
+            "p_value_knots_text": p_text(self.p_value_knots, n_boot),
+            "model_shares": dict(self.model_shares),
         }
 
 
@@ -138,12 +163,15 @@ class Structure:
 class LayerFit:
     """One fit of the layer map to per-task SFT-minus-base curves (:func:`find_layer_groups`).
 
-    ``p_value`` and ``mean_difference_ci`` are None when there are too few tasks or layers
-    to fit; ``structure`` is None when no layer map was found, and ``reason`` says why.
+    ``fit_layers`` layers (1..fit_layers) were fitted; later ones (the final-norm layer) join
+    the last group. ``p_value`` and ``mean_difference_ci`` are None when there are too few
+    tasks or layers to fit; ``structure`` is None when no layer map was found, and ``reason``
+    says why.
     """
 
     n_tasks: int
     n_layers: int
+    fit_layers: int
     n_bootstrap: int
     alpha: float
     seed: int
@@ -158,9 +186,11 @@ class LayerFit:
         head = {
             "n_tasks": self.n_tasks,
             "n_layers": self.n_layers,
+            "fit_layers": self.fit_layers,
             "n_bootstrap": self.n_bootstrap,
             "alpha": self.alpha,
             "seed": self.seed,
+            "p_value_floor": 1.0 / (self.n_bootstrap + 1),
         }
         curve = list(self.mean_difference.values())
         if self.mean_difference_ci is None:
@@ -176,11 +206,123 @@ class LayerFit:
             "mean_difference": curve,
             "mean_difference_ci": [list(ci) for ci in self.mean_difference_ci.values()],
             "p_value": self.p_value,
+            "p_value_text": p_text(self.p_value, self.n_bootstrap),
             "structure": self.structure is not None,
         }
         if self.structure is None:
             return {**out, "reason": self.reason}
-        return {**out, **self.structure.to_json()}
+        return {**out, **self.structure.to_json(self.n_bootstrap)}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One test of a group against the paper: a statistic, its interval and a one-sided p-value.
+
+    ``p_value`` is the task-bootstrap p-value of ``alternative`` ("greater" or "less": the
+    statistic beyond ``null``); depending on the claim, the check passes when that
+    alternative is shown (p < alpha) or when it is not (p >= alpha). ``at_floor``: p is
+    the smallest a bootstrap of this size can give, 1/(B+1).
+    """
+
+    name: str
+    claim: str
+    value: float | None
+    ci: tuple[float, float] | None  # 95% task-bootstrap interval
+    null: float
+    alternative: str | None
+    p_value: float | None
+    at_floor: bool
+    passed: bool
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "claim": self.claim,
+            "value": self.value,
+            "ci": list(self.ci) if self.ci else None,
+            "null": self.null,
+            "alternative": self.alternative,
+            "p_value": self.p_value,
+            "at_floor": self.at_floor,
+            "passed": self.passed,
+        }
+
+
+@dataclass(frozen=True)
+class GroupTest:
+    """A group's checks; ``layers`` None when the map lacks the group (the test fails)."""
+
+    group: str  # one of GROUPS, or "shape" (the smooth monotone alternative)
+    layers: Span | None
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    def to_json(self) -> dict:
+        return {
+            "group": self.group,
+            "layers": [self.layers.first, self.layers.last] if self.layers else None,
+            "passed": self.passed,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class PaperMap:
+    """Whether the map is the paper's: a verdict (one of VERDICTS), why, and each group's test.
+
+    ``smooth``: residual sums of squares of the mean curve under the segmented fit and the
+    smooth alternatives (``line``, ``sigmoid``, ``isotonic``), and the sigmoid's parameters;
+    None when no structure was tested.
+    """
+
+    verdict: str
+    reason: str
+    n_bootstrap: int
+    tests: tuple[GroupTest, ...]
+    smooth: dict | None
+
+    def test(self, group: str) -> GroupTest | None:
+        """The test of ``group`` (or "shape"), None when not run."""
+        return next((t for t in self.tests if t.group == group), None)
+
+    def to_json(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "n_bootstrap": self.n_bootstrap,
+            "tests": [t.to_json() for t in self.tests],
+            "smooth": self.smooth,
+        }
+
+
+@dataclass(frozen=True)
+class FinalNorm:
+    """The last layer (after the final norm in Hugging Face models) and its effect on the map.
+
+    ``set_aside``: the map was fitted without it (it joins the last group). ``groups_with_it``
+    are the groups of the same fit on every layer (None without structure there);
+    ``depends``: that fit differs (structure, model, or a boundary by more than one layer);
+    None when the map was not tested.
+    """
+
+    layer: int
+    set_aside: bool
+    mean_difference: float | None
+    groups_with_it: LayerGroups | None
+    depends: bool | None
+
+    def to_json(self) -> dict:
+        groups = self.groups_with_it
+        return {
+            "layer": self.layer,
+            "set_aside": self.set_aside,
+            "mean_difference": self.mean_difference,
+            "groups_with_it": groups.to_json() if groups else None,
+            "depends": self.depends,
+        }
 
 
 @dataclass(frozen=True)
@@ -190,6 +332,9 @@ class LayerMap:
     ``fit`` is the map on debiased CKA, the one the report reads; ``biased`` is the same
     fit on biased CKA, for comparison with the paper. ``tasks`` are the seen tasks used,
     ``excluded_tasks`` seen tasks left out for an undefined CKA at some layer.
+    ``paper_map`` tests the groups against the paper's definitions and ``final_norm`` says
+    how the last layer was handled; both are None for maps built from difference curves
+    alone (:func:`find_layer_groups`) rather than :func:`layer_map_from_rows`.
     """
 
     measure: str
@@ -197,6 +342,8 @@ class LayerMap:
     excluded_tasks: tuple[str, ...]
     fit: LayerFit
     biased: LayerFit
+    paper_map: PaperMap | None = None
+    final_norm: FinalNorm | None = None
 
     @property
     def groups(self) -> LayerGroups | None:
@@ -211,6 +358,8 @@ class LayerMap:
             "excluded_tasks": list(self.excluded_tasks),
             **self.fit.to_json(),
             "biased": self.biased.to_json(),
+            "paper_map": self.paper_map.to_json() if self.paper_map else None,
+            "final_norm": self.final_norm.to_json() if self.final_norm else None,
         }
 
     @classmethod
@@ -218,12 +367,15 @@ class LayerMap:
         """The map in a layer_groups.json object; ValueError naming a missing or bad field."""
         fields = _Fields(data, "")
         names = (_is_list(_is_str), "a list of task names")
+        fit = _fit_from(fields)
         return cls(
             measure=fields("measure", _is_str, "a string"),
             tasks=tuple(fields("tasks", *names)),
             excluded_tasks=tuple(fields("excluded_tasks", *names)),
-            fit=_fit_from(fields),
+            fit=fit,
             biased=_fit_from(fields.obj("biased")),
+            paper_map=_paper_map_from(fields, fit.fit_layers),
+            final_norm=_final_norm_from(fields, fit.n_layers),
         )
 
 
@@ -244,6 +396,10 @@ def _is_str(v) -> bool:
 
 def _is_bool(v) -> bool:
     return isinstance(v, bool)
+
+
+def _or_null(check: Callable) -> Callable:
+    return lambda v: v is None or check(v)
 
 
 def _is_list(item: Callable, length: int | None = None) -> Callable:
@@ -289,6 +445,14 @@ class _Fields:
     def obj(self, key: str) -> _Fields:
         return _Fields(self(key, lambda v: isinstance(v, dict), "an object"), self.name(key))
 
+    def obj_or_null(self, key: str) -> _Fields | None:
+        value = self(key, lambda v: v is None or isinstance(v, dict), "null or an object")
+        return None if value is None else _Fields(value, self.name(key))
+
+    def objs(self, key: str) -> list[_Fields]:
+        rows = self(key, _is_list(lambda v: isinstance(v, dict)), "a list of objects")
+        return [_Fields(row, f"{self.name(key)}[{i}]") for i, row in enumerate(rows)]
+
 
 def _groups_from(fields: _Fields, n_layers: int) -> LayerGroups:
     span = (lambda v: v is None or _is_span(n_layers)(v), f"null or [first, last] in 1..{n_layers}")
@@ -310,6 +474,9 @@ def _fit_from(fields: _Fields) -> LayerFit:
     common = {
         "n_tasks": n_tasks,
         "n_layers": n_layers,
+        "fit_layers": fields(
+            "fit_layers", lambda v: _is_int(v) and 0 <= v <= n_layers, f"an integer 0..{n_layers}"
+        ),
         "n_bootstrap": fields("n_bootstrap", _is_int, "an integer"),
         "alpha": fields("alpha", _is_num, "a number"),
         "seed": fields("seed", _is_int, "an integer"),
@@ -317,7 +484,7 @@ def _fit_from(fields: _Fields) -> LayerFit:
             fields("mean_difference", curve, f"a list of {n_layers} numbers")
         ),
     }
-    p_value = fields("p_value", lambda v: v is None or _is_num(v), "null or a number")
+    p_value = fields("p_value", _or_null(_is_num), "null or a number")
     structure = fields("structure", _is_bool, "true or false")
     if p_value is None or not structure:
         reason = fields("reason", _is_str, "a string")
@@ -346,27 +513,19 @@ def _fit_from(fields: _Fields) -> LayerFit:
     )
 
 
+def _number_per(names: list[str]) -> tuple[Callable, str]:
+    def check(v) -> bool:
+        return isinstance(v, dict) and list(v) == names and all(_is_num(x) for x in v.values())
+
+    return check, f"a number per {names}"
+
+
 def _structure_from(fields: _Fields, n_layers: int) -> Structure:
     model = fields("model", lambda v: v in ("two_knots", "hinge"), "two_knots or hinge")
     groups = _groups_from(fields.obj("groups"), n_layers)
     boundaries = fields("boundaries", lambda v: v == groups.starts(), f"{groups.starts()}")
-    shares = fields(
-        "confidence",
-        lambda v: (
-            isinstance(v, dict)
-            and set(v) == set(boundaries)
-            and all(_is_num(x) for x in v.values())
-        ),
-        f"a number per {list(boundaries)}",
-    )
+    shares = fields("confidence", *_number_per(list(boundaries)))
     present = [name for name, span in groups.items() if span]
-    slopes = fields(
-        "slopes",
-        lambda v: (
-            isinstance(v, dict) and list(v) == present and all(_is_num(x) for x in v.values())
-        ),
-        f"a number per {present}",
-    )
     keys = ["layer", *GROUPS, "none"]
     rows = fields(
         "layer_probabilities",
@@ -386,13 +545,73 @@ def _structure_from(fields: _Fields, n_layers: int) -> Structure:
         fitted=_per_layer(
             fields("fitted", _is_list(_is_num, n_layers), f"a list of {n_layers} numbers")
         ),
-        slopes=dict(slopes),
+        slopes=dict(fields("slopes", *_number_per(present))),
         rise=fields("rise", _is_num, "a number"),
         p_value_knots=fields("p_value_knots", _is_num, "a number"),
+        model_shares=dict(fields("model_shares", *_number_per(list(MODELS)))),
     )
 
 
-# -- the fit ----------------------------------------------------------------------------------
+def _check_from(fields: _Fields) -> Check:
+    ci = fields("ci", _or_null(_is_list(_is_num, 2)), "null or [low, high]")
+    return Check(
+        name=fields("name", _is_str, "a string"),
+        claim=fields("claim", _is_str, "a string"),
+        value=fields("value", _or_null(_is_num), "null or a number"),
+        ci=tuple(ci) if ci else None,
+        null=fields("null", _is_num, "a number"),
+        alternative=fields(
+            "alternative", lambda v: v in (None, "greater", "less"), "null, greater or less"
+        ),
+        p_value=fields("p_value", _or_null(_is_num), "null or a number"),
+        at_floor=fields("at_floor", _is_bool, "true or false"),
+        passed=fields("passed", _is_bool, "true or false"),
+    )
+
+
+def _paper_map_from(top: _Fields, n_layers: int) -> PaperMap | None:
+    fields = top.obj_or_null("paper_map")
+    if fields is None:
+        return None
+    tests = []
+    for test in fields.objs("tests"):
+        layers = test(
+            "layers", _or_null(_is_span(n_layers)), f"null or [first, last] in 1..{n_layers}"
+        )
+        tests.append(
+            GroupTest(
+                group=test(
+                    "group", lambda v: v in (*GROUPS, "shape"), f"one of {[*GROUPS, 'shape']}"
+                ),
+                layers=Span(*layers) if layers else None,
+                checks=tuple(_check_from(c) for c in test.objs("checks")),
+            )
+        )
+        test("passed", lambda v, t=tests[-1]: v == t.passed, f"{tests[-1].passed} (its checks)")
+    return PaperMap(
+        verdict=fields("verdict", lambda v: v in VERDICTS, f"one of {list(VERDICTS)}"),
+        reason=fields("reason", _is_str, "a string"),
+        n_bootstrap=fields("n_bootstrap", _is_int, "an integer"),
+        tests=tuple(tests),
+        smooth=fields("smooth", lambda v: v is None or isinstance(v, dict), "null or an object"),
+    )
+
+
+def _final_norm_from(top: _Fields, n_layers: int) -> FinalNorm | None:
+    fields = top.obj_or_null("final_norm")
+    if fields is None:
+        return None
+    groups = fields.obj_or_null("groups_with_it")
+    return FinalNorm(
+        layer=fields("layer", lambda v: v == n_layers, f"{n_layers} (the last layer)"),
+        set_aside=fields("set_aside", _is_bool, "true or false"),
+        mean_difference=fields("mean_difference", _or_null(_is_num), "null or a number"),
+        groups_with_it=_groups_from(groups, n_layers) if groups else None,
+        depends=fields("depends", _or_null(_is_bool), "null, true or false"),
+    )
+
+
+# -- the segmentation --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -482,14 +701,10 @@ def _wild_noise(residuals: np.ndarray, n_draws: int, rng: np.random.Generator) -
     return signs @ residuals / n_tasks * np.sqrt(n_tasks / (n_tasks - 1))
 
 
-def _improvement(curves: np.ndarray, richer: list[Family], simpler: Family) -> np.ndarray:
-    """Sum of squares the best valid ``richer`` fit explains beyond the best ``simpler`` one."""
-    best_rich = np.max([_best(curves, f)[1] for f in richer], axis=0)
-    return np.maximum(best_rich - _best(curves, simpler)[1], 0.0)
-
-
-def _p_value(observed: float, null: np.ndarray) -> float:
-    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
+def _gain_over(rich: np.ndarray, simple: np.ndarray) -> np.ndarray:
+    """Sum of squares a richer fit explains beyond a simpler one (inf without a valid simpler)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isneginf(simple), np.inf, np.maximum(rich - simple, 0.0))
 
 
 def _groups(family: Family, knots: np.ndarray, slopes: np.ndarray, n_layers: int) -> LayerGroups:
@@ -503,17 +718,76 @@ def _groups(family: Family, knots: np.ndarray, slopes: np.ndarray, n_layers: int
     return LayerGroups(None, Span(1, k), Span(k + 1, n_layers))
 
 
-def _label_rows(family: Family, idx: np.ndarray, curves: np.ndarray, n_layers: int) -> np.ndarray:
-    """Group index per refit and layer 0..L, [B, L+1] (0, 1, 2 as in GROUPS; NO_FIT otherwise)."""
-    labels = np.full((len(idx), n_layers + 1), NO_FIT)
-    for b, k in enumerate(idx):
-        if k < 0:
-            continue
-        _, slopes = _fit(curves[b], family, k)
-        for g, (_, span) in enumerate(_groups(family, family.knots[k], slopes, n_layers).items()):
-            if span:
-                labels[b, span.first : span.last + 1] = g
-    return labels
+@dataclass(frozen=True)
+class _Choice:
+    """The model one curve gets: kind ("none" or a family), its fit, groups and rise."""
+
+    kind: str
+    p_bend: float
+    p_knots: float | None
+    fitted: np.ndarray | None = None
+    slopes: np.ndarray | None = None
+    groups: LayerGroups | None = None
+    rise: float | None = None
+
+
+class _Rule:
+    """The model choice as a rule any curve can be put through (the data's curve and refits).
+
+    The two tests' null samples come from the data once (wild bootstrap around the line and
+    around the best hinge); a curve's p-values count the null draws at least as large as its
+    own statistic, so every refit chooses its model by the same rule as the data.
+    """
+
+    def __init__(self, diff: np.ndarray, n_boot: int, alpha: float, min_rise: float, rng):
+        n_layers = diff.shape[1]
+        self.line, self.hinge, self.knots = (
+            _family(k, n_layers) for k in ("line", "hinge", "two_knots")
+        )
+        self.n_boot, self.alpha, self.min_rise = n_boot, alpha, min_rise
+        mean = diff.mean(axis=0)
+        residuals = diff - mean
+        line_fit = _fit(mean, self.line, 0)[0]
+        noise = _wild_noise(residuals, n_boot, rng)
+        self.null_bend = np.sort(self._gains(line_fit + noise)[0])
+        hinge_idx = int(_best(mean[None], self.hinge)[0][0])
+        around = _fit(mean, self.hinge, hinge_idx)[0] if hinge_idx >= 0 else line_fit
+        self.null_knots = np.sort(self._gains(around + _wild_noise(residuals, n_boot, rng))[1])
+
+    def _gains(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per curve: gain of a bend over the line, of two knots over a hinge, best indices."""
+        line = _best(curves, self.line)[1]
+        h_idx, hinge = _best(curves, self.hinge)
+        k_idx, knots = _best(curves, self.knots)
+        return _gain_over(np.maximum(hinge, knots), line), _gain_over(knots, hinge), h_idx, k_idx
+
+    def _p(self, observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+        """(1 + #{null >= observed}) / (1 + B) per observed value."""
+        below = np.searchsorted(null, observed - 1e-12, side="left")
+        return (1 + len(null) - below) / (1 + len(null))
+
+    def choose(self, curves: np.ndarray) -> list[_Choice]:
+        """The model of each curve [B, L]: none, hinge or two knots, with groups and rise."""
+        bend, two, h_idx, k_idx = self._gains(curves)
+        p_bend, p_knots = self._p(bend, self.null_bend), self._p(two, self.null_knots)
+        n_layers = curves.shape[1]
+        out = []
+        for b, curve in enumerate(curves):
+            p1 = float(p_bend[b])
+            # no valid hinge: the bend needs two knots (p at the floor)
+            p2 = float(p_knots[b]) if h_idx[b] >= 0 else 1.0 / (1 + self.n_boot)
+            if p1 >= self.alpha:
+                out.append(_Choice("none", p1, p2))
+                continue
+            two_knots = k_idx[b] >= 0 and (p2 < self.alpha or h_idx[b] < 0)
+            family, idx = (self.knots, k_idx[b]) if two_knots else (self.hinge, h_idx[b])
+            fitted, slopes = _fit(curve, family, idx)
+            groups = _groups(family, family.knots[idx], slopes, n_layers)
+            span = groups.transition
+            rise = float(fitted[span.last - 1] - fitted[max(span.first - 1, 1) - 1])
+            kind = family.kind if rise >= self.min_rise else "none"
+            out.append(_Choice(kind, p1, p2, fitted, slopes, groups, rise))
+        return out
 
 
 def _validate(diff) -> np.ndarray:
@@ -529,13 +803,20 @@ def _validate(diff) -> np.ndarray:
     return diff
 
 
+def _extend(groups: LayerGroups, n_layers: int) -> LayerGroups:
+    """The groups with the last one stretched to layer ``n_layers`` (layers set aside join it)."""
+    name, span = [(n, s) for n, s in groups.items() if s][-1]
+    return LayerGroups(**{**dict(groups.items()), name: Span(span.first, n_layers)})
+
+
 def find_layer_groups(
     diff,
     *,
-    n_boot: int = 200,
+    n_boot: int = N_BOOT,
     alpha: float = 0.05,
     min_rise: float = MIN_RISE,
     seed: int = 0,
+    fit_layers: int | None = None,
 ) -> LayerFit:
     """Fit the layer map to per-task SFT-minus-base CKA curves.
 
@@ -545,7 +826,8 @@ def find_layer_groups(
         ``CKA_sft - CKA_base`` (each against the task's control) for T tasks at layers
         1..L (column j is layer j + 1; the embedding layer 0 is not part of the map).
     n_boot : int
-        Wild-bootstrap draws for each test and task-bootstrap draws for the confidence.
+        Wild-bootstrap draws for each test and task-bootstrap draws for the confidence;
+        the smallest p-value is 1/(n_boot + 1).
     alpha : float
         Level of both tests.
     min_rise : float
@@ -554,14 +836,18 @@ def find_layer_groups(
         clear).
     seed : int
         Seed of every random draw (same seed, same result).
+    fit_layers : int, optional
+        Fit layers 1..fit_layers only (default: all); later layers join the last group, and
+        their fitted values continue its segment.
 
     Returns
     -------
     LayerFit
         Per-layer values keyed by layer number 1..L. ``p_value`` and ``mean_difference_ci``
-        are None with fewer than 3 tasks or 4 layers; ``structure`` (groups, boundaries
-        and their confidence, per-layer label shares, fitted curve, slopes, rise, the
-        two-knots test) is None without a layer map, and ``reason`` says why.
+        are None with fewer than 3 tasks or 4 fitted layers; ``structure`` (groups,
+        boundaries and their confidence, per-layer label shares, fitted curve, slopes, rise,
+        the two-knots test, the share of refits choosing each model) is None without a
+        layer map, and ``reason`` says why.
     """
     diff = _validate(diff)
     if not 0 < alpha < 1:
@@ -569,6 +855,9 @@ def find_layer_groups(
     if int(n_boot) < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     n_tasks, n_layers = diff.shape
+    n_fit = n_layers if fit_layers is None else int(fit_layers)
+    if not 1 <= n_fit <= n_layers:
+        raise ValueError(f"fit_layers must be in 1..{n_layers}, got {fit_layers}")
     layers = range(1, n_layers + 1)  # the layer of each column of diff
 
     def per_layer(values) -> dict:
@@ -578,18 +867,19 @@ def find_layer_groups(
         return LayerFit(
             n_tasks=int(n_tasks),
             n_layers=int(n_layers),
+            fit_layers=int(n_fit),
             n_bootstrap=int(n_boot),
             alpha=float(alpha),
             seed=int(seed),
             **{"mean_difference_ci": None, "structure": None, "reason": None, **fields},
         )
 
-    if n_tasks < MIN_TASKS or n_layers < MIN_LAYERS:
+    if n_tasks < MIN_TASKS or n_fit < MIN_LAYERS:
         return result(
             mean_difference=per_layer(diff.mean(axis=0).tolist()) if n_tasks else {},
             p_value=None,
-            reason=f"needs at least {MIN_TASKS} seen tasks and {MIN_LAYERS} layers, "
-            f"got {n_tasks} tasks and {n_layers} layers",
+            reason=f"needs at least {MIN_TASKS} seen tasks and {MIN_LAYERS} layers to fit, "
+            f"got {n_tasks} tasks and {n_fit} layers",
         )
     rng = np.random.default_rng(seed)
     mean = diff.mean(axis=0)
@@ -601,68 +891,51 @@ def find_layer_groups(
         "mean_difference_ci": per_layer(tuple(pair) for pair in ci),
     }
 
-    line, hinge, knots2 = (_family(k, n_layers) for k in ("line", "hinge", "two_knots"))
-    residuals = diff - mean
-    observed = float(_improvement(mean[None], [hinge, knots2], line)[0])
-    line_fit = _fit(mean, line, 0)[0]
-    null = _improvement(line_fit + _wild_noise(residuals, n_boot, rng), [hinge, knots2], line)
-    p_structure = _p_value(observed, null)
-    if p_structure >= alpha:
-        slope = float(_fit(mean, line, 0)[1][0])
+    rule = _Rule(diff[:, :n_fit], n_boot, alpha, min_rise, rng)
+    chosen = rule.choose(mean[None, :n_fit])[0]
+    if chosen.p_bend >= alpha:
+        slope = float(_fit(mean[:n_fit], rule.line, 0)[1][0])
         return result(
             **tested,
-            p_value=p_structure,
+            p_value=chosen.p_bend,
             reason=(
-                f"no bend in the SFT-minus-base CKA curve beyond task noise (p = "
-                f"{p_structure:.3f} against a straight line, slope {slope:+.2g} per layer)"
+                f"no bend in the SFT-minus-base CKA curve beyond task noise ("
+                f"{p_text(chosen.p_bend, n_boot)} against a straight line, slope "
+                f"{slope:+.2g} per layer)"
+            ),
+        )
+    if chosen.kind == "none":
+        return result(
+            **tested,
+            p_value=chosen.p_bend,
+            reason=(
+                f"the SFT-minus-base CKA curve rises by only {chosen.rise:.4f} over its "
+                f"steepest stretch (below {min_rise} CKA), though consistently across tasks "
+                f"({p_text(chosen.p_bend, n_boot)})"
             ),
         )
 
-    hinge_idx = int(_best(mean[None], hinge)[0][0])
-    observed = float(_improvement(mean[None], [knots2], hinge)[0])
-    if hinge_idx < 0:  # no valid hinge: the bend needs two knots
-        p_knots = 1.0 / (1 + n_boot)
-    else:
-        hinge_fit = _fit(mean, hinge, hinge_idx)[0]
-        null = _improvement(hinge_fit + _wild_noise(residuals, n_boot, rng), [knots2], hinge)
-        p_knots = _p_value(observed, null)
-    family = knots2 if p_knots < alpha else hinge
-
-    idx = int(_best(mean[None], family)[0][0])
-    fitted, slopes = _fit(mean, family, idx)
-    fitted = per_layer(fitted.tolist())
-    groups = _groups(family, family.knots[idx], slopes, n_layers)
-    span = groups.transition
-    rise = float(fitted[span.last] - fitted[max(span.first - 1, 1)])
-    if rise < min_rise:
-        return result(
-            **tested,
-            p_value=p_structure,
-            reason=(
-                f"the SFT-minus-base CKA curve rises by only {rise:.4f} over its steepest "
-                f"stretch (below {min_rise} CKA), though consistently across tasks "
-                f"(p = {p_structure:.3f})"
-            ),
-        )
-
-    boot_best, _ = _best(boot_means, family)
-    labels = _label_rows(family, boot_best, boot_means, n_layers)
-    boundaries = groups.starts()
-    refit_starts = {name: np.full(n_boot, -99) for name in boundaries}
-    for b in range(n_boot):
-        if boot_best[b] < 0:
+    refits = rule.choose(boot_means[:, :n_fit])
+    labels = np.full((n_boot, n_layers + 1), NO_FIT)
+    boundaries = chosen.groups.starts()
+    hits = dict.fromkeys(boundaries, 0)
+    for b, refit in enumerate(refits):
+        if refit.kind == "none":
             continue
-        _, bslopes = _fit(boot_means[b], family, boot_best[b])
-        starts = _groups(family, family.knots[boot_best[b]], bslopes, n_layers).starts()
-        for name in boundaries:
-            refit_starts[name][b] = starts.get(name, -99)
+        for g, (_, span) in enumerate(_extend(refit.groups, n_layers).items()):
+            if span:
+                labels[b, span.first : span.last + 1] = g
+        starts = refit.groups.starts()
+        for name, pos in boundaries.items():
+            hits[name] += name in starts and abs(starts[name] - pos) <= 1
+    fitted = chosen.fitted.tolist()
+    last_slope = float(chosen.slopes[-1])
+    fitted += [fitted[-1] + last_slope * k for k in range(1, n_layers - n_fit + 1)]
+    groups = _extend(chosen.groups, n_layers)
     structure = Structure(
-        model=family.kind,
+        model=chosen.kind,
         groups=groups,
-        confidence={
-            name: float(np.mean(np.abs(refit_starts[name] - pos) <= 1))
-            for name, pos in boundaries.items()
-        },
+        confidence={name: hits[name] / n_boot for name in boundaries},
         layer_probabilities={
             layer: LayerShares(
                 *(float(np.mean(labels[:, layer] == g)) for g in range(len(GROUPS))),
@@ -670,12 +943,507 @@ def find_layer_groups(
             )
             for layer in layers
         },
-        fitted=fitted,
+        fitted=per_layer(fitted),
         slopes={
-            name: float(slopes[i])
+            name: float(chosen.slopes[i])
             for i, name in enumerate(name for name, span in groups.items() if span)
         },
-        rise=rise,
-        p_value_knots=p_knots,
+        rise=chosen.rise,
+        p_value_knots=chosen.p_knots,
+        model_shares={m: sum(r.kind == m for r in refits) / n_boot for m in MODELS},
     )
-    return result(**tested, p_value=p_structure, structure=structure)
+    return result(**tested, p_value=chosen.p_bend, structure=structure)
+
+
+# -- the paper's definitions -----------------------------------------------------------------
+
+
+def _sigmoid(x, low, rise, mid, width):
+    """A monotone (rising) logistic curve: ``low`` to ``low + rise``, steepest at ``mid``."""
+    from scipy.special import expit
+
+    return low + rise * expit((x - mid) / width)
+
+
+def fit_sigmoid(curve: np.ndarray, start: np.ndarray | None = None) -> np.ndarray | None:
+    """Least-squares rising logistic through ``curve`` (layers 1..L): (low, rise, mid, width).
+
+    The midpoint may lie up to L layers outside 1..L, so a convex or a saturating curve is
+    fitted by one tail of the logistic. Without ``start``, the best point of a grid of
+    midpoints and widths (low and rise by linear least squares there) starts the fit.
+    None when the fit fails.
+    """
+    from scipy.optimize import OptimizeWarning, curve_fit
+    from scipy.special import expit
+
+    n = len(curve)
+    x = np.arange(1, n + 1, dtype=np.float64)
+    span = max(float(np.ptp(curve)), 1e-6)
+    # a rise beyond 10x the curve's range is a tail only: its 10%-90% points lie far outside
+    lower = [float(curve.min()) - 10 * span, 0.0, 1.0 - n, 0.05]
+    upper = [float(curve.max()) + 10 * span, 10 * span, 2.0 * n, float(n)]
+    if start is None:
+        mids, widths = np.linspace(1.0 - n, 2.0 * n, 12 * n + 1), np.geomspace(0.05, n, 30)
+        shape = expit((x - mids[:, None, None]) / widths[None, :, None])  # [mid, width, layer]
+        centred, y = shape - shape.mean(axis=-1, keepdims=True), curve - curve.mean()
+        var = np.sum(centred**2, axis=-1)
+        rise = np.clip(np.sum(centred * y, axis=-1) / np.where(var > 0, var, np.inf), 0.0, None)
+        rss = np.sum((y - rise[..., None] * centred) ** 2, axis=-1)
+        i, j = np.unravel_index(np.argmin(rss), rss.shape)
+        low = curve.mean() - rise[i, j] * shape[i, j].mean()
+        start = np.array([low, rise[i, j], mids[i], widths[j]])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, _ = curve_fit(
+                _sigmoid,
+                x,
+                curve,
+                p0=np.clip(start, lower, upper),
+                bounds=(lower, upper),
+                maxfev=2000,
+            )
+    except (RuntimeError, ValueError):
+        return None
+    return params
+
+
+def _rise_points(params: np.ndarray) -> tuple[float, float]:
+    """Layers where a fitted sigmoid reaches 10% and 90% of its rise."""
+    _, _, mid, width = params
+    return mid - width * math.log(9), mid + width * math.log(9)
+
+
+def _check(name, claim, value, boot, *, null, alternative, passes_if_shown, alpha) -> Check:
+    """A check from its statistic and task-bootstrap draws of it.
+
+    p = (1 + #{draws on the null side}) / (1 + B) for ``alternative`` (value beyond
+    ``null``); the check passes when that alternative is shown (``passes_if_shown``) or when
+    it is not.
+    """
+    on_null_side = boot <= null if alternative == "greater" else boot >= null
+    p = float((1 + np.sum(on_null_side)) / (1 + len(boot)))
+    shown = p < alpha
+    return Check(
+        name=name,
+        claim=claim,
+        value=float(value),
+        ci=tuple(float(v) for v in np.percentile(boot, [2.5, 97.5])),
+        null=float(null),
+        alternative=alternative,
+        p_value=p,
+        at_floor=p <= 1.0 / (1 + len(boot)) * (1 + 1e-9),
+        passed=bool(shown if passes_if_shown else not shown),
+    )
+
+
+def _clip(span: Span | None, n_fit: int) -> Span | None:
+    """A group's fitted layers (the layers set aside after ``n_fit`` are not tested)."""
+    if span is None or span.first > n_fit:
+        return None
+    return Span(span.first, min(span.last, n_fit))
+
+
+def paper_map_of(
+    sft,
+    base,
+    fit: LayerFit,
+    *,
+    alpha: float = 0.05,
+    negligible: float = MIN_RISE,
+    seed: int = 0,
+) -> PaperMap:
+    """Test a fit's groups against the paper's definitions, on per-task CKA curves.
+
+    ``sft`` and ``base`` are [T, L] (the tasks and layers of ``fit``). With a task bootstrap
+    of ``fit.n_bootstrap`` draws, on the fitted layers only:
+
+    * shared: mean D over its layers not above ``negligible`` (fails when shown above);
+    * transition: D rises by more than ``negligible`` from the layer before it to its last
+      layer (shown); D > 0 at its last layer (shown: SFT closer to the controls than base);
+      SFT closer to its control than base there for more than half of the tasks (shown; the
+      paper: "high similarity to *all* control models");
+    * refinement: mean D over its layers > 0 (shown), and not below D at the transition's
+      last layer by more than ``negligible`` (fails when the fall is shown);
+    * shape: the refits choose three groups more often than not, and a rising sigmoid
+      fitted to the mean curve reaches 10% of its rise after layer 1 and 90% before the last
+      fitted layer (a low and a high level, not a convex or saturating curve); its interval
+      comes from up to 50 task-bootstrap refits.
+
+    Verdict: "not testable" when the fit was not tested; "does not hold" without structure
+    or when no group passes; "holds" when all three groups and the shape pass; else "partly".
+    """
+    n_boot = fit.n_bootstrap
+
+    def verdict(word: str, reason: str, tests=(), smooth=None) -> PaperMap:
+        return PaperMap(word, reason, n_boot, tuple(tests), smooth)
+
+    if fit.p_value is None:
+        return verdict("not testable", fit.reason)
+    if fit.structure is None:
+        return verdict("does not hold", f"no layer structure: {fit.reason}")
+    n_fit = fit.fit_layers
+    sft = np.asarray(sft, dtype=np.float64)[:, :n_fit]
+    base = np.asarray(base, dtype=np.float64)[:, :n_fit]
+    diff = sft - base
+    rng = np.random.default_rng([seed, 1])
+    idx = rng.integers(0, diff.shape[0], size=(n_boot, diff.shape[0]))
+    d_mean, d_boot = diff.mean(axis=0), diff[idx].mean(axis=1)
+    groups = fit.structure.groups
+    spans = {name: _clip(span, n_fit) for name, span in groups.items()}
+    check = {"alpha": alpha}
+    tests = []
+
+    s = spans["shared"]
+    if s:
+        cols = slice(s.first - 1, s.last)
+        tests.append(
+            GroupTest(
+                "shared",
+                s,
+                (
+                    _check(
+                        "at_or_below_base",
+                        f"SFT at or below base: mean D over the shared layers not shown above "
+                        f"{negligible}",
+                        d_mean[cols].mean(),
+                        d_boot[:, cols].mean(axis=1),
+                        null=negligible,
+                        alternative="greater",
+                        passes_if_shown=False,
+                        **check,
+                    ),
+                ),
+            )
+        )
+    t = spans["transition"]
+    if t:
+        before, last = max(t.first - 1, 1) - 1, t.last - 1
+        cols = slice(t.first - 1, t.last)
+        tests.append(
+            GroupTest(
+                "transition",
+                t,
+                (
+                    _check(
+                        "rise",
+                        f"D rises over the transition by more than {negligible}",
+                        d_mean[last] - d_mean[before],
+                        d_boot[:, last] - d_boot[:, before],
+                        null=negligible,
+                        alternative="greater",
+                        passes_if_shown=True,
+                        **check,
+                    ),
+                    _check(
+                        "level",
+                        "SFT closer to the controls than base at the transition's last layer "
+                        "(D > 0)",
+                        d_mean[last],
+                        d_boot[:, last],
+                        null=0.0,
+                        alternative="greater",
+                        passes_if_shown=True,
+                        **check,
+                    ),
+                    _check(
+                        "across_tasks",
+                        "SFT closer to its control than base for most tasks at the "
+                        "transition's last layer (share of tasks with D_t > 0 above 1/2)",
+                        np.mean(diff[:, last] > 0),
+                        np.mean(diff[idx, last] > 0, axis=1),
+                        null=0.5,
+                        alternative="greater",
+                        passes_if_shown=True,
+                        **check,
+                    ),
+                ),
+            )
+        )
+    r = spans["refinement"]
+    if r and t:
+        cols, last = slice(r.first - 1, r.last), t.last - 1
+        tests.append(
+            GroupTest(
+                "refinement",
+                r,
+                (
+                    _check(
+                        "stays_high",
+                        "SFT closer to the controls than base over the refinement layers "
+                        "(mean D > 0)",
+                        d_mean[cols].mean(),
+                        d_boot[:, cols].mean(axis=1),
+                        null=0.0,
+                        alternative="greater",
+                        passes_if_shown=True,
+                        **check,
+                    ),
+                    _check(
+                        "no_fall",
+                        f"mean D over the refinement layers not shown below D at the transition's "
+                        f"last layer by more than {negligible}",
+                        d_mean[cols].mean() - d_mean[last],
+                        d_boot[:, cols].mean(axis=1) - d_boot[:, last],
+                        null=-negligible,
+                        alternative="less",
+                        passes_if_shown=False,
+                        **check,
+                    ),
+                ),
+            )
+        )
+    shape, smooth = _shape_test(d_mean, d_boot, fit)
+    tests.append(shape)
+    missing = [name for name in GROUPS if spans[name] is None]
+    tests = [*(GroupTest(name, None, ()) for name in missing), *tests]
+    tests.sort(key=lambda g: [*GROUPS, "shape"].index(g.group))
+    failed = [
+        g.group
+        if not g.checks
+        else f"{g.group} ({', '.join(c.name for c in g.checks if not c.passed)})"
+        for g in tests
+        if not g.passed
+    ]
+    if not failed:
+        return verdict(
+            "holds",
+            "every group passes its test, three groups recur in most refits and the curve "
+            "has a low and a high level",
+            tests,
+            smooth,
+        )
+    if not any(g.passed for g in tests if g.group in GROUPS):
+        return verdict(
+            "does not hold", f"no group passes its test; failed: {'; '.join(failed)}", tests, smooth
+        )
+    return verdict("partly", f"failed: {'; '.join(failed)}", tests, smooth)
+
+
+def _shape_test(d_mean: np.ndarray, d_boot: np.ndarray, fit: LayerFit) -> tuple[GroupTest, dict]:
+    """The curve's form: three groups in most refits, and a smooth monotone alternative.
+
+    A rising sigmoid fitted to the mean curve must have a low and a high level inside the
+    fitted layers (10% of its rise after layer 1, 90% before the last); ``smooth`` holds the
+    residual sums of squares of the segmented fit, a line, the sigmoid and an isotonic
+    (monotone step) fit, and the sigmoid's parameters.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    n_fit = len(d_mean)
+    x = np.arange(1, n_fit + 1, dtype=np.float64)
+    params = fit_sigmoid(d_mean)
+    segmented = np.array([fit.structure.fitted[layer] for layer in range(1, n_fit + 1)])
+    rss = {
+        "segmented": float(np.sum((segmented - d_mean) ** 2)),
+        "line": float(np.sum((np.polyval(np.polyfit(x, d_mean, 1), x) - d_mean) ** 2)),
+        "sigmoid": None if params is None else float(np.sum((_sigmoid(x, *params) - d_mean) ** 2)),
+        "isotonic": float(
+            np.sum((IsotonicRegression(increasing=True).fit_transform(x, d_mean) - d_mean) ** 2)
+        ),
+    }
+    names = ("low", "rise", "mid", "width")
+    smooth = {
+        "rss": rss,
+        "sigmoid": None if params is None else dict(zip(names, map(float, params), strict=True)),
+    }
+    share = fit.structure.model_shares["two_knots"]
+    checks = [
+        Check(
+            "three_groups_reproduced",
+            "the task-bootstrap refits choose three groups more often than not",
+            share,
+            None,
+            0.5,
+            None,
+            None,
+            False,
+            share > 0.5,
+        )
+    ]
+    if params is None:
+        checks.append(
+            Check(
+                "sigmoid",
+                "a rising sigmoid fits the curve",
+                None,
+                None,
+                0.0,
+                None,
+                None,
+                False,
+                False,
+            )
+        )
+        return GroupTest("shape", Span(1, n_fit), tuple(checks)), smooth
+    points = np.array(
+        [
+            _rise_points(p)
+            for p in (fit_sigmoid(curve, params) for curve in d_boot[:SIGMOID_REFITS])
+            if p is not None
+        ]
+    ).reshape(-1, 2)
+    lo, hi = _rise_points(params)
+    ci = [
+        tuple(float(v) for v in np.percentile(points[:, col], [2.5, 97.5])) if len(points) else None
+        for col in (0, 1)
+    ]
+    checks += [
+        Check(
+            "low_level",
+            "a rising sigmoid fitted to D reaches 10% of its rise after layer 1",
+            float(lo),
+            ci[0],
+            1.0,
+            None,
+            None,
+            False,
+            bool(lo > 1.0),
+        ),
+        Check(
+            "high_level",
+            f"... and 90% of its rise before layer {n_fit}",
+            float(hi),
+            ci[1],
+            float(n_fit),
+            None,
+            None,
+            False,
+            bool(hi < n_fit),
+        ),
+    ]
+    return GroupTest("shape", Span(1, n_fit), tuple(checks)), smooth
+
+
+# -- the whole map ---------------------------------------------------------------------------
+
+
+def map_layers(
+    sft,
+    base,
+    *,
+    n_boot: int = N_BOOT,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[LayerFit, PaperMap, FinalNorm]:
+    """The layer map of per-task CKA curves [T, L] (layers 1..L): fit, paper map, final norm.
+
+    The fit uses layers 1..L-1 (the last, after the final norm, joins the last group) when
+    that leaves at least 4 layers; the same fit on all L layers says whether the groups
+    depend on the last layer.
+    """
+    sft, base = (np.asarray(a, dtype=np.float64) for a in (sft, base))
+    if sft.shape != base.shape:
+        raise ValueError(f"sft and base shapes differ: {sft.shape} vs {base.shape}")
+    diff = sft - base
+    n_layers = diff.shape[1]
+    set_aside = n_layers - 1 >= MIN_LAYERS
+    options = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
+    fit = find_layer_groups(diff, fit_layers=n_layers - set_aside, **options)
+    with_it = find_layer_groups(diff, **options) if set_aside else fit
+    groups_with_it = with_it.structure.groups if with_it.structure else None
+    final = FinalNorm(
+        layer=n_layers,
+        set_aside=set_aside,
+        mean_difference=fit.mean_difference.get(n_layers),
+        groups_with_it=groups_with_it,
+        depends=None if fit.p_value is None else _differ(fit.structure, with_it.structure),
+    )
+    return fit, paper_map_of(sft, base, fit, alpha=alpha, seed=seed), final
+
+
+def _differ(a: Structure | None, b: Structure | None) -> bool:
+    """Whether two fits' maps differ: structure, model, or a boundary by more than one layer."""
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    ba, bb = a.boundaries, b.boundaries
+    return a.model != b.model or set(ba) != set(bb) or any(abs(ba[k] - bb[k]) > 1 for k in ba)
+
+
+def layer_map_from_rows(
+    rows: Iterable[Mapping],
+    *,
+    n_boot: int = N_BOOT,
+    alpha: float = 0.05,
+    seed: int = 0,
+    tasks: Iterable[str] | None = None,
+) -> LayerMap:
+    """The layer map of rows in the cka.csv schema (the pipeline's and ``mossa layermap``'s).
+
+    Each row has ``model`` ("base" or "sft"; others are ignored), ``task``, ``layer`` and
+    ``cka``, optionally ``cka_biased`` (then the biased fit is made too) and ``seen``. Layers
+    1..L are mapped (L the deepest layer; layer 0 is ignored). ``tasks`` are the tasks to
+    map (default: every task, without those with ``seen`` false). A task with a non-finite
+    value at some layer is left out (``excluded_tasks``). ValueError when a task lacks a
+    layer of a model, a (model, task, layer) appears twice, or a named task has no rows.
+    """
+    rows = [r for r in rows if r["model"] in ("base", "sft") and int(r["layer"]) >= 1]
+    if not rows:
+        raise ValueError("no rows of models base and sft at layers >= 1")
+    if tasks is None:
+        tasks = list(
+            dict.fromkeys(r["task"] for r in rows if r.get("seen", True) not in (False, "false"))
+        )
+    tasks = list(tasks)
+    n_layers = max(int(r["layer"]) for r in rows)
+    columns = ("cka", "cka_biased") if all("cka_biased" in r for r in rows) else ("cka",)
+    values = {
+        c: {m: np.full((len(tasks), n_layers), np.nan) for m in ("sft", "base")} for c in columns
+    }
+    seen = set()
+    position = {t: i for i, t in enumerate(tasks)}
+    for r in rows:
+        if r["task"] not in position:
+            continue
+        key = (r["model"], r["task"], int(r["layer"]))
+        if key in seen:
+            raise ValueError(f"model {key[0]!r}, task {key[1]!r}, layer {key[2]} appears twice")
+        seen.add(key)
+        for c in columns:
+            value = r[c]
+            values[c][key[0]][position[key[1]], key[2] - 1] = (
+                np.nan if value in ("", None) else float(value)
+            )
+    for t in tasks:
+        for m in ("sft", "base"):
+            have = {layer for model, task, layer in seen if (model, task) == (m, t)}
+            if not have:
+                raise ValueError(f"task {t!r} has no rows of model {m!r}")
+            if len(have) < n_layers:
+                gap = min(set(range(1, n_layers + 1)) - have)
+                raise ValueError(
+                    f"task {t!r} has no {m} row for layer {gap} (layers 1..{n_layers})"
+                )
+    usable = np.all(
+        [np.isfinite(v).all(axis=1) for c in columns for v in values[c].values()], axis=0
+    )
+    options = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
+    fit, paper, final = map_layers(
+        values["cka"]["sft"][usable], values["cka"]["base"][usable], **options
+    )
+    if "cka_biased" in columns:
+        biased = find_layer_groups(
+            values["cka_biased"]["sft"][usable] - values["cka_biased"]["base"][usable],
+            fit_layers=fit.fit_layers,
+            **options,
+        )
+    else:
+        biased = dataclass_replace(
+            fit,
+            n_tasks=0,
+            mean_difference={},
+            mean_difference_ci=None,
+            p_value=None,
+            structure=None,
+            reason="no cka_biased column",
+        )
+    return LayerMap(
+        measure="column cka (debiased CKA in a mossa run), SFT minus base, each against the "
+        "task's control",
+        tasks=tuple(t for t, ok in zip(tasks, usable, strict=True) if ok),
+        excluded_tasks=tuple(t for t, ok in zip(tasks, usable, strict=True) if not ok),
+        fit=fit,
+        biased=biased,
+        paper_map=paper,
+        final_norm=final,
+    )

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "mossa.cli.cka",
     "mossa.cli.clustering",
     "mossa.cli.config",
+    "mossa.cli.layermap",
     "mossa.cli.models",
     "mossa.cli.run",
     "mossa.cli.stages",
