@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 import mossa.pipeline.extract as extraction
 from mossa.cli import app
-from mossa.config import ExtractionConfig, ModelConfig, RunConfig, dump_config
+from mossa.config import AnalysisConfig, ExtractionConfig, ModelConfig, RunConfig, dump_config
 from mossa.inference.hidden_states import extract_hidden_states
 from mossa.io import write_checksums
 from mossa.models import lm, load_base
@@ -95,6 +95,8 @@ def run_config(*, cross_task: bool = True, max_length: int = 256) -> RunConfig:
     return RunConfig(
         model=ModelConfig(base=BASE, max_length=max_length),
         extraction=ExtractionConfig(batch_size=4, cross_task=cross_task),
+        # without cross_task no other task's control runs on a task (specificity off)
+        analysis=AnalysisConfig(cross_task_controls=0),
     )
 
 

@@ -40,8 +40,9 @@ def test_paper_setup_plan_without_model_or_data():
     expected_sft = 4 * 6.74e9 * 100000 * 16 * 320 / (312e12 * 0.35 * 3600)
     assert plan["gpu_hours"]["sft"] == pytest.approx(expected_sft)
     assert plan["gpu_hours"]["total"] > plan["gpu_hours"]["controls"] > plan["gpu_hours"]["sft"]
-    # fp16 states, 33 layers x 100 prompts x 4096 dims, base + sft + control per task
-    assert plan["activation_disk_gb"] == pytest.approx(n_tasks * 3 * 33 * 100 * 4096 * 2 / 1e9)
+    # fp16 states, 33 layers x 100 prompts x 4096 dims, base + sft + control per task, and
+    # analysis.cross_task_controls = 3 other tasks' controls on each task's prompts
+    assert plan["activation_disk_gb"] == pytest.approx(n_tasks * 6 * 33 * 100 * 4096 * 2 / 1e9)
 
 
 def test_human_readable_plan_mentions_the_totals():
@@ -56,7 +57,7 @@ def test_cross_task_extraction_grows_the_store():
         load_config(profile="llama2-7b-flan", overrides=["extraction.cross_task=true"])
     )
     n = base["tasks"]["total"]
-    assert cross["activation_disk_gb"] == pytest.approx(base["activation_disk_gb"] * (2 + n) / 3)
+    assert cross["activation_disk_gb"] == pytest.approx(base["activation_disk_gb"] * (2 + n) / 6)
 
 
 def test_unsizable_base_is_a_clear_error():

@@ -5,6 +5,7 @@ RUN/
   config.resolved.yaml   manifest.json   .lock
   tasks/tasks.json       tasks/analysis_prompts.jsonl          (stage tasks)
   adapters/sft/          adapters/control__<task>/             (stage train)
+                         adapters/control__<task>__seed<i>/    (training.control_seeds > 1)
   eval/task_metrics.json                                       (stage evaluate)
   activations/<model>/<task>.safetensors + .json               (stage extract)
   tables/*.csv, *.json, cka_cross_layer/<task>.npz             (stage analyze)
@@ -67,9 +68,51 @@ class RunDirBusy(ValueError):
     """Another process holds the run directory's lock."""
 
 
-def control_adapter(task: str) -> str:
-    """Name of the control adapter of ``task`` (its directory under RUN/adapters)."""
-    return CONTROL_DIR_PREFIX + task
+SEED_SUFFIX = "__seed"
+
+
+def control_adapter(task: str, seed: int = 0) -> str:
+    """Name of the control adapter of ``task`` (its directory under RUN/adapters).
+
+    Seed 0 is the control every stage uses; seeds 1.. (``training.control_seeds``) are
+    ``control__<task>__seed<i>``, the replicas that measure the noise ceiling.
+    """
+    return CONTROL_DIR_PREFIX + task + (f"{SEED_SUFFIX}{seed}" if seed else "")
+
+
+def control_tasks(tasks: list[dict], controls: str) -> list[str]:
+    """Names of the tasks that have a control (all, or the seen ones for ``"seen"``)."""
+    return [t["name"] for t in tasks if controls != "seen" or t.get("seen", True)]
+
+
+def cross_task_controls(
+    tasks: list[dict], *, controls: str, k: int, cross_task: bool, seed: int
+) -> dict[str, list[str]]:
+    """The other tasks whose controls run on each task's prompts (task specificity).
+
+    For every task with a control: all other tasks with a control when ``cross_task``
+    (``extraction.cross_task``), else ``k`` of them (``analysis.cross_task_controls``;
+    0: none), ranked by a hash of the run seed and both task names (so the choice does
+    not depend on the order of the suite), sorted.
+
+    Raises ValueError naming ``analysis.cross_task_controls`` when ``k`` exceeds the
+    number of other tasks with a control.
+    """
+    names = control_tasks(tasks, controls)
+    available = len(names) - 1
+    if not cross_task and k > max(available, 0):
+        raise ValueError(
+            f"analysis.cross_task_controls={k}: this run has {available} other task(s) with a "
+            f"control per task, so at most {max(available, 0)} (0 turns task specificity off)"
+        )
+    out = {}
+    for task in names:
+        others = [o for o in names if o != task]
+        if not cross_task:
+            rank = {o: hashlib.sha256(f"{seed}\0{task}\0{o}".encode()).hexdigest() for o in others}
+            others = sorted(sorted(others, key=rank.__getitem__)[:k])
+        out[task] = others
+    return out
 
 
 def suite_sha256(tasks: list) -> str:

@@ -69,8 +69,48 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     ),
     "clustering": ("model", "layer", "ari", "silhouette"),
     "tsne": ("model", "layer", "task", "cluster", "x", "y"),
+    "cka_diff": (
+        "task",
+        "cluster",
+        "seen",
+        "layer",
+        "n",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "diff_biased",
+        "biased_ci_low",
+        "biased_ci_high",
+    ),
+    "specificity": (
+        "model",
+        "task",
+        "cluster",
+        "seen",
+        "layer",
+        "k",
+        "specificity",
+        "ci_low",
+        "ci_high",
+        "p_value",
+    ),
+    "ceiling": (
+        "task",
+        "cluster",
+        "seen",
+        "layer",
+        "n_seeds",
+        "ceiling",
+        "ci_low",
+        "ci_high",
+        "sft_cka",
+        "sft_relative",
+        "sft_relative_ci_low",
+        "sft_relative_ci_high",
+    ),
 }
-INT_COLUMNS = {"layer", "n", "dims99", "n_tasks", "n_prompts", "draws"}
+INT_COLUMNS = {"layer", "n", "dims99", "n_tasks", "n_prompts", "draws", "k", "n_seeds"}
 BOOL_COLUMNS = {"seen", "competent", "capped"}
 TEXT_COLUMNS = {"model", "task", "cluster", "measure", "metric", "test", "reason"}
 

@@ -96,7 +96,12 @@ def _print_plan(run_dir: Path, cfg, json_out: bool, redo: str | None) -> None:
         f"GPU hours (upper bound, before early stopping): SFT {hours['sft']:.1f}, controls "
         f"{hours['controls']:.1f}, extraction {hours['extraction']:.2f}, total {hours['total']:.1f}"
     )
-    console.print(f"activation store: {plan['activation_disk_gb']:.2f} GB")
+    e = plan["extraction"]
+    console.print(
+        f"activation store: {plan['activation_disk_gb']:.2f} GB, {e['entries']} entries (base "
+        f"and SFT {e['base_and_sft']}, own controls {e['own_controls']}, other tasks' controls "
+        f"{e['cross_task_controls']}, control seeds {e['control_seeds']})"
+    )
     a = plan["assumptions"]
     console.print(
         f"[dim]assumes {a['sustained_fraction']:.0%} of {a['peak_tflops']:.0f} TFLOP/s bf16 "

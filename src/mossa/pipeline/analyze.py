@@ -1,7 +1,8 @@
 """`mossa analyze`: every table of RUN/tables from the activation store, in one pass.
 
-Each task's base, sft and control states are loaded once; CKA statistics are batched over
-layers; seen tasks' base and SFT states are kept (float32) for clustering and t-SNE. Last
+Each task's base, sft and control states (and the other controls and control seeds
+extracted on its prompts) are loaded once; CKA statistics are batched over layers; seen
+tasks' base and SFT states are kept (float32) for clustering and t-SNE. Last
 come the layer map (layer_groups.json) and the findings the report states (findings.json).
 """
 
@@ -16,25 +17,29 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from mossa.analysis import cka_tables, correlations, embeddings, kmeans, pca
+from mossa.analysis import cka_tables, correlations, embeddings, evidence, kmeans, pca
 from mossa.analysis.competence import read_task_metrics
 from mossa.analysis.findings import compute_findings
 from mossa.analysis.layer_map import LayerMap, find_layer_groups
 from mossa.analysis.tables import quiet_nan_aggregates, read_arrays, write_json, write_table
 from mossa.config import RunConfig
 from mossa.io import CHECKSUM_FILE, atomic_write_bytes, write_checksums
-from mossa.run_dir import RunDir
+from mossa.pipeline.extract import run_plan
+from mossa.run_dir import CONTROL_DIR_PREFIX, RunDir, control_adapter
 from mossa.similarity import DegenerateInputWarning
 from mossa.store import ActivationStore
 
 CONTROL = "control"
 
 
-def _load_aligned(store: ActivationStore, task: str) -> dict[str, np.ndarray]:
-    """base, sft and control states of ``task``, each file read once, rows checked aligned."""
-    loaded = {m: store.load(m, task) for m in (*cka_tables.MODELS, CONTROL)}
+def _load_aligned(
+    store: ActivationStore, task: str, extra: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """base, sft, control and ``extra`` states of ``task``, each file read once, rows
+    checked aligned."""
+    loaded = {m: store.load(m, task) for m in (*cka_tables.MODELS, CONTROL, *extra)}
     reference = loaded[CONTROL][1]
-    for model in cka_tables.MODELS:
+    for model in (*cka_tables.MODELS, *extra):
         manifest = loaded[model][1]
         for field, what in (("prompt_hashes", "prompts in the same order"), ("pooling", "pooling")):
             if manifest.get(field) != reference.get(field):
@@ -51,11 +56,26 @@ def _load_aligned(store: ActivationStore, task: str) -> dict[str, np.ndarray]:
 
 
 def _analyze_task(
-    store: ActivationStore, task: dict, cfg: RunConfig, run: RunDir
-) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
-    """One task: its states, cka.csv and pca_dims.csv rows; writes its cross-layer matrices."""
+    store: ActivationStore, task: dict, cfg: RunConfig, run: RunDir, extra: dict[str, list[str]]
+) -> tuple[dict[str, np.ndarray], list[dict], list[dict], dict[str, list[dict]]]:
+    """One task: its states, cka.csv and pca_dims.csv rows, and its rows of the evidence
+    tables (:mod:`mossa.analysis.evidence`); writes its cross-layer matrices.
+
+    ``extra`` lists the store models of other tasks' controls (``others``) and further
+    control seeds (``seeds``) extracted on this task's prompts.
+    """
     name = task["name"]
-    states = _load_aligned(store, name)
+    loaded = _load_aligned(store, name, (*extra["others"], *extra["seeds"]))
+    found = evidence.task_evidence(
+        loaded,
+        task,
+        others=extra["others"],
+        seeds=extra["seeds"],
+        analysis=cfg.analysis,
+        seed=cka_tables.pair_seed(cfg.seed, "paired", name),
+    )
+    states = {m: loaded[m] for m in (*cka_tables.MODELS, CONTROL)}
+    del loaded
     n = states[CONTROL].shape[1]
     cka_rows, cross = [], {}
     for model in cka_tables.MODELS:
@@ -71,7 +91,43 @@ def _analyze_task(
         for model, hidden in states.items()
         for row in pca.pca_rows(model, name, hidden, cfg.analysis.pca_variance)
     ]
-    return states, cka_rows, pca_rows
+    return states, cka_rows, pca_rows, found
+
+
+def evidence_models(run: RunDir, tasks: list[dict], cfg: RunConfig) -> dict[str, dict]:
+    """Per task, the store models of other tasks' controls and of further control seeds
+    that the extract stage ran on its prompts (as :func:`mossa.pipeline.extract.run_plan`
+    plans them), each checked present.
+
+    A store holding no such model at all (a run directory assembled without the extract
+    stage, e.g. a synthetic one) gives none, with a warning when the config asks for
+    them: the specificity and ceiling tables are then empty.
+    """
+    none = {t["name"]: {"others": [], "seeds": []} for t in tasks}
+    store = run.store()
+    if not any(m.startswith(CONTROL_DIR_PREFIX) for m in store.models()):
+        a, tr = cfg.analysis, cfg.training
+        if a.cross_task_controls or cfg.extraction.cross_task or tr.control_seeds > 1:
+            warnings.warn(
+                f"{run.activations_dir} holds no other tasks' controls or control seeds: "
+                "tables/specificity.csv and tables/ceiling.csv stay empty (extract them with "
+                f"`mossa extract {run.root}`)",
+                UserWarning,
+                stacklevel=2,
+            )
+        return none
+    for _, model, task in run_plan(tasks, cfg):
+        if not model.startswith(CONTROL_DIR_PREFIX):
+            continue
+        if not store.has(model, task):
+            raise FileNotFoundError(
+                f"{store.path(model, task)} is missing (the config asks for it: "
+                "analysis.cross_task_controls, extraction.cross_task or "
+                f"training.control_seeds); extract it with `mossa extract {run.root}`"
+            )
+        seeds = {control_adapter(task, i) for i in range(1, cfg.training.control_seeds)}
+        none[task]["seeds" if model in seeds else "others"].append(model)
+    return none
 
 
 @contextmanager
@@ -94,15 +150,21 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
     tasks = run.read_tasks()
     store = run.store()
     out = run.tables_dir
+    extra = evidence_models(run, tasks, cfg)
     cka_rows, pca_rows, degenerate = [], [], []
+    evidence_rows: dict[str, list[dict]] = {"cka_diff": [], "specificity": [], "ceiling": []}
     kept: dict[str, list[np.ndarray]] = {m: [] for m in cka_tables.MODELS}
     labels: list[str] = []
     row_tasks: list[str] = []
     n_layers = None
     for task in tqdm(tasks, desc="analyze", unit="task"):
         with _collect_degenerate(degenerate, task["name"]):
-            states, task_cka, task_pca = _analyze_task(store, task, cfg, run)
+            states, task_cka, task_pca, found = _analyze_task(
+                store, task, cfg, run, extra[task["name"]]
+            )
         cka_rows.extend(task_cka)
+        for table, rows in found.items():
+            evidence_rows[table].extend(rows)
         pca_rows.extend(task_pca)
         depth = states[CONTROL].shape[0] - 1
         if n_layers is not None and depth != n_layers:
@@ -122,6 +184,8 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
         )
 
     write_table(out / "cka.csv", "cka", cka_rows)
+    for table, rows in evidence_rows.items():
+        write_table(out / f"{table}.csv", table, rows)
     write_table(out / "pca_dims.csv", "pca_dims", pca_rows)
     write_table(out / "readability.csv", "readability", correlations.readability_rows(tasks))
     write_table(

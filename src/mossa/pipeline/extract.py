@@ -1,7 +1,9 @@
 """The extract stage: hidden states of every task's analysis prompts into RUN/activations.
 
-For the base model, the SFT model and the controls (each task's own, and with
-``extraction.cross_task`` every control on every other task). The base model is loaded
+For the base model, the SFT model and the controls: each task's own; other tasks'
+controls on its prompts for task specificity (``analysis.cross_task_controls`` of them,
+or all with ``extraction.cross_task``); and, with ``training.control_seeds`` > 1, the
+control's other seeds on its own task's prompts for the noise ceiling. The base model is loaded
 once; the SFT adapter and the controls are switched in place on it
 (:class:`mossa.models.lm.AdapterSlot`). Finished entries whose manifest matches the run
 are skipped, so an interrupted extraction resumes; damaged ones are recomputed.
@@ -25,7 +27,7 @@ from mossa.inference.hidden_states import (
 )
 from mossa.io import verify_checksums
 from mossa.models import lm
-from mossa.run_dir import SFT, RunDir, control_adapter
+from mossa.run_dir import SFT, RunDir, control_adapter, control_tasks, cross_task_controls
 from mossa.store import ActivationStore, prompt_hash
 
 
@@ -44,24 +46,44 @@ def _adapter_sha256(adapter_dir: Path, run_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def plan_jobs(tasks: list[dict], *, controls: str, cross_task: bool) -> list[tuple]:
+def plan_jobs(
+    tasks: list[dict], *, controls: str, cross: dict[str, list[str]], control_seeds: int = 1
+) -> list[tuple]:
     """(adapter, store model, task) triples, grouped by adapter: base, sft, then controls.
 
-    ``adapter`` is None for the base model, ``"sft"`` or ``"control__<task>"``. A task's
-    own control is stored as model ``"control"``; with ``cross_task`` every control is
-    also run on every other task and stored as ``"control__<its task>"``. With
-    ``controls == "seen"`` only seen tasks have a control.
+    ``adapter`` is None for the base model, ``"sft"`` or a control adapter. A task's own
+    control is stored as model ``"control"``; a control run on the prompts of another
+    task (``cross[task]`` lists them, see :func:`mossa.run_dir.cross_task_controls`) as
+    ``"control__<its task>"``; seed i >= 1 of a task's control, on that task's prompts,
+    as ``"control__<task>__seed<i>"`` (its adapter name). With ``controls == "seen"``
+    only seen tasks have a control.
     """
     names = [t["name"] for t in tasks]
     jobs = [(None, "base", t) for t in names] + [(SFT, SFT, t) for t in names]
-    for t in tasks:
-        if controls == "seen" and not t.get("seen", True):
-            continue
-        adapter = control_adapter(t["name"])
-        jobs.append((adapter, "control", t["name"]))
-        if cross_task:
-            jobs.extend((adapter, adapter, other) for other in names if other != t["name"])
+    for task in control_tasks(tasks, controls):
+        adapter = control_adapter(task)
+        jobs.append((adapter, "control", task))
+        jobs.extend((adapter, adapter, other) for other in names if task in cross.get(other, ()))
+    for task in control_tasks(tasks, controls):
+        for replica in range(1, control_seeds):
+            adapter = control_adapter(task, replica)
+            jobs.append((adapter, adapter, task))
     return jobs
+
+
+def run_plan(tasks: list[dict], cfg: RunConfig) -> list[tuple]:
+    """:func:`plan_jobs` for a run's config (ValueError for a bad
+    ``analysis.cross_task_controls``)."""
+    cross = cross_task_controls(
+        tasks,
+        controls=cfg.training.controls,
+        k=cfg.analysis.cross_task_controls,
+        cross_task=cfg.extraction.cross_task,
+        seed=cfg.seed,
+    )
+    return plan_jobs(
+        tasks, controls=cfg.training.controls, cross=cross, control_seeds=cfg.training.control_seeds
+    )
 
 
 _CHECKED_BEFORE_LOAD = ("prompt_hashes", "base", "adapter", "adapter_sha256", "pooling", "dtype")
@@ -170,7 +192,7 @@ def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> Non
     for t in tasks:
         if not prompts.get(t["name"]):
             raise ValueError(f"task {t['name']!r} has no analysis prompts in {run.tasks_dir}")
-    jobs = plan_jobs(tasks, controls=cfg.training.controls, cross_task=cfg.extraction.cross_task)
+    jobs = run_plan(tasks, cfg)
     adapter_dirs = {a: run.adapter(a) for a, _, _ in jobs if a is not None}
     expected = _expected_manifests(cfg, jobs, prompts, adapter_dirs, run_dir)
     done = _matching_entries(store, expected, _CHECKED_BEFORE_LOAD, force=force, verify=True)

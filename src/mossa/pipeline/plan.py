@@ -78,6 +78,34 @@ def base_size(cfg: RunConfig) -> dict[str, float]:
     )
 
 
+def extraction_entries(cfg: RunConfig, seen: int, total: int) -> dict[str, int]:
+    """Activation-store entries (one model on one task's prompts) the extract stage writes.
+
+    Base and SFT on every task; per task with a control its own control, the other tasks'
+    controls for task specificity (``analysis.cross_task_controls``, or all with
+    ``extraction.cross_task``; ValueError naming the key when there are too few) and the
+    control's further seeds for the noise ceiling (``training.control_seeds`` − 1).
+    """
+    from mossa.run_dir import cross_task_controls
+
+    n_controls = total if cfg.training.controls == "all" else seen
+    names = [{"name": str(i), "seen": i < n_controls} for i in range(total)]
+    cross = cross_task_controls(
+        names,
+        controls="seen",
+        k=cfg.analysis.cross_task_controls,
+        cross_task=cfg.extraction.cross_task,
+        seed=cfg.seed,
+    )
+    counts = {
+        "base_and_sft": 2 * total,
+        "own_controls": n_controls,
+        "cross_task_controls": sum(len(v) for v in cross.values()),
+        "control_seeds": n_controls * (cfg.training.control_seeds - 1),
+    }
+    return {**counts, "entries": sum(counts.values())}
+
+
 def count_tasks(cfg: RunConfig) -> tuple[int, int, str]:
     """(seen, total) task counts: from the suite when it loads here, else from Flan's Table 1."""
     try:
@@ -107,24 +135,28 @@ def make_plan(cfg: RunConfig) -> dict:
 
     n_controls = total if cfg.training.controls == "all" else seen
     jobs = [job("sft", cfg.training.sft_steps)]
-    jobs += [job(f"control:{i + 1}", cfg.training.control_steps) for i in range(n_controls)]
-    models_per_task = 2 + (n_controls if cfg.extraction.cross_task else 1)
+    jobs += [
+        job(f"control:{i + 1}" + (f"@seed{r}" if r else ""), cfg.training.control_steps)
+        for r in range(cfg.training.control_seeds)
+        for i in range(n_controls)
+    ]
+    extraction = extraction_entries(cfg, seen, total)
     bytes_per = 2 if cfg.extraction.dtype == "float16" else 4
     act_bytes = (
-        total
-        * models_per_task
+        extraction["entries"]
         * (size["layers"] + 1)
         * cfg.tasks.n_analysis
         * size["hidden"]
         * bytes_per
     )
-    extract_tokens = total * models_per_task * cfg.tasks.n_analysis * MEAN_TOKENS_PER_EXAMPLE
+    extract_tokens = extraction["entries"] * cfg.tasks.n_analysis * MEAN_TOKENS_PER_EXAMPLE
     extract_hours = EXTRACT_FLOPS_PER_TOKEN_PER_PARAM * size["params"] * extract_tokens / rate
     return {
         "base": cfg.model.base,
         "base_size": size,
         "tasks": {"seen": seen, "total": total, "counted_from": source},
         "jobs": [asdict(j) for j in jobs],
+        "extraction": extraction,
         "gpu_hours": {
             "sft": jobs[0].gpu_hours,
             "controls": sum(j.gpu_hours for j in jobs[1:]),

@@ -1,7 +1,8 @@
 """The training stage: check everything, then train every adapter a run still lacks.
 
-Adapters go to ``RUN/adapters/sft`` and ``RUN/adapters/control__<task>`` (PEFT adapter
-as safetensors, ``train_log.csv``, ``training.json``). A finished adapter directory is
+Adapters go to ``RUN/adapters/sft``, ``RUN/adapters/control__<task>`` and, with
+``training.control_seeds`` > 1, ``RUN/adapters/control__<task>__seed<i>`` (PEFT adapter
+as safetensors, ``train_log.csv``, ``training.json``, checksums). A finished adapter directory is
 complete by construction (renamed into place at the end), so re-running the stage skips
 it; an interrupted job resumes from its last checkpoint.
 """
@@ -95,7 +96,8 @@ def run_training(
         Model, training and executor settings.
     tasks : list of mossa.tasks.Task
     only : list of str, optional
-        Job names (``"sft"``, ``"control:<task>"``) to restrict to.
+        Job names (``"sft"``, ``"control:<task>"``, ``"control:<task>@seed<i>"``) to
+        restrict to.
     raise_on_failure : bool
         Raise TrainingFailed after all jobs ran when any failed (default), else just
         report the failure in the returned records.

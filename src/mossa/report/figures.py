@@ -408,6 +408,97 @@ def fig_clustering(data: RunData) -> Figure | None:
     return fig
 
 
+def _model_boxes(ax, layers: np.ndarray, values: dict[str, np.ndarray]) -> None:
+    """Box plots per layer of [task, layer] arrays, base beside SFT (NaN left out)."""
+    for offset, model in ((-0.19, "base"), (0.19, "sft")):
+        columns = [v[np.isfinite(v)] for v in values[model].T]
+        ax.boxplot(
+            columns,
+            positions=layers + offset,
+            widths=0.34,
+            patch_artist=True,
+            manage_ticks=False,
+            flierprops={"markersize": 2, "markeredgecolor": COLORS[model]},
+            medianprops={"color": "black", "lw": 1},
+            boxprops={"facecolor": COLORS[model], "edgecolor": COLORS[model], "alpha": 0.85},
+            whiskerprops={"color": COLORS[model]},
+            capprops={"color": COLORS[model]},
+        )
+
+
+def _median_band(ax, layers, values: np.ndarray, color: str, label: str) -> None:
+    """Median over tasks per layer with the band between the quartiles."""
+    q1, med, q3 = np.nanquantile(values, [0.25, 0.5, 0.75], axis=0)
+    ax.plot(layers, med, color=color, lw=2, marker="o", ms=3, label=label)
+    ax.fill_between(layers, q1, q3, color=color, alpha=0.2, lw=0)
+
+
+def fig_specificity(data: RunData) -> Figure | None:
+    """Paired SFT-minus-base difference per task (cka_diff.csv) and task specificity of base
+    and SFT (specificity.csv), seen tasks, per layer."""
+    mask = data.seen_mask
+    ev = data.evidence
+    if not mask.any():
+        return None
+    rows = 2 if ev.has_specificity else 1
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 4.2 * rows), squeeze=False)
+    ax = axes[0, 0]
+    layers = data.layers
+    diff, low, high = (ev.diff[c][mask] for c in ("diff", "ci_low", "ci_high"))
+    for d, lo, hi in zip(diff, low, high, strict=True):
+        ax.plot(layers, d, color=COLORS["sft"], lw=0.7, alpha=0.5)
+        clear = (lo > 0) | (hi < 0)
+        ax.plot(layers[clear], d[clear], "o", color=COLORS["sft"], ms=3)
+    ax.plot(layers, np.nanmedian(diff, axis=0), color="black", lw=2, label="median over tasks")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.plot([], [], "o", color=COLORS["sft"], ms=3, label="task whose 95% interval excludes 0")
+    ax.set_ylabel("CKA(SFT, C_t) − CKA(base, C_t)")
+    ax.set_title("Paired difference per seen task (bootstrap over prompts)")
+    ax.legend(fontsize=8)
+    _layer_ticks(ax, data.n_layers)
+    if ev.has_specificity:
+        ax = axes[1, 0]
+        spec = {m: ev.specificity[(m, "specificity")][mask] for m in ("base", "sft")}
+        _model_boxes(ax, layers, spec)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_ylabel("CKA(M, C_t) − mean CKA(M, C_other)")
+        ax.set_title("Task specificity: own control minus other tasks' controls")
+        _model_legend(ax)
+        _layer_ticks(ax, data.n_layers)
+    axes[-1, 0].set_xlabel("layer (0 = embeddings)")
+    fig.tight_layout()
+    return fig
+
+
+def fig_ceiling(data: RunData) -> Figure | None:
+    """CKA(SFT, C_t) against the noise ceiling (CKA between two seeds of C_t), per layer."""
+    mask = data.seen_mask
+    ev = data.evidence
+    if not (mask.any() and ev.has_ceiling):
+        return None
+    layers = data.layers
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    _median_band(left, layers, ev.ceiling["ceiling"][mask], COLORS["control"], "ceiling")
+    _median_band(left, layers, ev.ceiling["sft_cka"][mask], COLORS["sft"], "CKA(SFT, C_t)")
+    left.set_ylabel("debiased CKA (median, quartiles over seen tasks)")
+    left.set_title("CKA between two seeds of a control, and SFT's")
+    left.legend(fontsize=8)
+    relative = ev.ceiling["sft_relative"][mask]
+    for r in relative:
+        right.plot(layers, r, color=COLORS["sft"], lw=0.7, alpha=0.5)
+    right.plot(layers, np.nanmedian(relative, axis=0), color="black", lw=2, label="median")
+    right.axhline(1, color=COLORS["control"], lw=1, ls="--", label="at the ceiling")
+    right.set_ylabel("CKA(SFT, C_t) / ceiling")
+    right.set_title("SFT relative to the noise ceiling, per seen task")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        _layer_ticks(ax, data.n_layers)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """Everything the report needs of one figure; adding a figure is adding one of these.

@@ -8,8 +8,12 @@ or tasks. See docs/similarity.md for the estimators and numerics.
 from mossa.similarity._validation import DegenerateInputWarning
 from mossa.similarity.calibration import (
     BootstrapResult,
+    ContrastResult,
     NullResult,
     bootstrap_ci,
+    bootstrap_replicates,
+    contrast_interval,
+    paired_bootstrap,
     permutation_null,
 )
 from mossa.similarity.cka import cka, cka_matrix
@@ -20,13 +24,17 @@ from mossa.similarity.streaming import StreamingCKA
 __all__ = [
     "MEASURES",
     "BootstrapResult",
+    "ContrastResult",
     "DegenerateInputWarning",
     "NullResult",
     "StreamingCKA",
     "bootstrap_ci",
+    "bootstrap_replicates",
     "cka",
     "cka_matrix",
+    "contrast_interval",
     "mutual_knn",
+    "paired_bootstrap",
     "pca_dims",
     "permutation_null",
     "procrustes",

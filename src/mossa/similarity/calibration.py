@@ -1,4 +1,5 @@
-"""Calibration of similarity values: a permutation null and a bootstrap confidence interval.
+"""Calibration of similarity values: a permutation null, a bootstrap confidence interval,
+and a paired bootstrap of contrasts between measures (e.g. SFT-minus-base CKA).
 
 Both are seeded through ``np.random.default_rng(seed)`` and take ``measure=`` (CKA by
 default, or any measure of :mod:`mossa.similarity.measures`, whose state classes supply
@@ -16,6 +17,9 @@ built once (batched over layers, chunked to fit memory):
   independent 4096-d data would jump from ~0 to ~0.97). So each replicate averages
   Song's HSIC kernel over tuples of resampled positions that never use two copies of one
   row; without duplicates this is exactly the biased or the debiased estimator.
+* paired bootstrap: the same resamples applied to several (x, y) pairs of one set of
+  prompts; a contrast Σ w_p · measure(pair p) gets its interval and a two-sided p-value
+  from the contrast of the replicates.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from mossa.similarity.cka import (
 )
 from mossa.similarity.measures import check_measure, check_measure_inputs, measure_state
 
+#: A contrast replicate this close to 0 is a tie with 0 in the p-value (rounding).
+_TIE = 1e-12
 #: Element-operations above which a progress bar is shown (on a terminal only).
 _PROGRESS_WORK = 5e9
 
@@ -93,6 +99,25 @@ class BootstrapResult:
     estimate: float | np.ndarray
     low: float | np.ndarray
     high: float | np.ndarray
+    samples: np.ndarray
+
+
+@dataclass(frozen=True)
+class ContrastResult:
+    """Paired-bootstrap interval of a contrast Σ_p w_p · measure(pair p); floats for 2-D input.
+
+    Attributes
+    ----------
+    estimate : the contrast of the measures on all rows.
+    low, high : percentile interval of the contrast over the shared resamples.
+    p_value : two-sided, for "the contrast is 0" (see :func:`contrast_interval`).
+    samples : the contrast on each resample, [B] or [B, L] (nan where a term is undefined).
+    """
+
+    estimate: float | np.ndarray
+    low: float | np.ndarray
+    high: float | np.ndarray
+    p_value: float | np.ndarray
     samples: np.ndarray
 
 
@@ -212,16 +237,178 @@ def bootstrap_ci(
         ``measure(x[idx], y[idx])``.
     """
     x3, y3, was_2d, options = _checked_inputs(measure, x, y, options)
-    if measure == "cka":
-        kernel, debiased, threshold = (options[k] for k in ("kernel", "debiased", "threshold"))
     n_rep = check_positive_int(n_boot, "n_boot")
     level = check_fraction(level, "level", allow_one=False)
-    rng = check_seed(seed)
-    n = x3.shape[1]
+    idx, counts = _resamples(check_seed(seed), n_rep, x3.shape[1])
+    estimate, values = _replicates(measure, x3, y3, idx, counts, options, was_2d)
+    low, high = _percentiles(values, level)
+    if was_2d:
+        return BootstrapResult(float(estimate[0]), float(low[0]), float(high[0]), values[:, 0])
+    return BootstrapResult(estimate, low, high, values)
+
+
+def bootstrap_replicates(
+    pairs: list[tuple[object, object]],
+    *,
+    n_boot: int = 200,
+    seed: int | np.random.Generator = 0,
+    measure: str = "cka",
+    **options: object,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A measure of several pairs of models on the same prompts, on the same resamples.
+
+    The raw material of :func:`paired_bootstrap`: any linear combination of the pairs'
+    values (a difference, a mean over controls) gets its interval from these replicates,
+    and several combinations can share one set of replicates.
+
+    Parameters
+    ----------
+    pairs : list of (x, y)
+        Each as in :func:`bootstrap_ci`: [n, d1] and [n, d2], or [L, n, d1] and
+        [L, n, d2]; every pair has the same n (the same prompts, in the same order) and
+        the same L.
+    n_boot, seed, measure, **options
+        As in :func:`bootstrap_ci`: resample b is row b of ``rng.integers(0, n, (B, n))``,
+        shared by every pair and layer, and the replicates are those of
+        :func:`bootstrap_ci` (same seed, same values).
+
+    Returns
+    -------
+    estimates : [P, L] (or [P] for 2-D input)
+        The measure of each pair on all rows (nan where undefined).
+    samples : [B, P, L] (or [B, P])
+        The measure of each pair on each resample (nan where undefined).
+    """
+    if not isinstance(pairs, list | tuple) or not pairs:
+        raise ValueError("pairs must be a non-empty list of (x, y) pairs")
+    checked = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValueError(f"pairs[{i}] must be a pair (x, y)")
+        checked.append(_checked_inputs(measure, pair[0], pair[1], dict(options)))
+    shapes = {(c[0].shape[0], c[0].shape[1], c[2]) for c in checked}
+    if len(shapes) != 1:
+        raise ValueError(
+            "pairs must all have the same layers and rows (the same prompts), got "
+            + ", ".join(f"{tuple(c[0].shape[:2])}" for c in checked)
+        )
+    n_rep = check_positive_int(n_boot, "n_boot")
+    was_2d = checked[0][2]
+    idx, counts = _resamples(check_seed(seed), n_rep, checked[0][0].shape[1])
+    estimates, samples = [], []
+    for x3, y3, _, opts in checked:
+        est, values = _replicates(measure, x3, y3, idx, counts, opts, was_2d)
+        estimates.append(est)
+        samples.append(values)
+    estimates_a, samples_a = np.stack(estimates), np.stack(samples, axis=1)
+    if was_2d:
+        return estimates_a[:, 0], samples_a[:, :, 0]
+    return estimates_a, samples_a
+
+
+def contrast_interval(
+    estimates: np.ndarray, samples: np.ndarray, weights: object, *, level: float = 0.95
+) -> ContrastResult:
+    """Percentile interval and two-sided p-value of Σ_p w_p · value_p from shared resamples.
+
+    ``estimates`` [P, ...] and ``samples`` [B, P, ...] as from :func:`bootstrap_replicates`;
+    ``weights`` [P]. Replicates where any pair is undefined are left out.
+
+    The p-value tests "the contrast is 0" by inverting the percentile interval: it is the
+    smallest α at which the (1 − α) interval excludes 0, p = min(1, 2 · min(1 + #{D*_b ≤ 0},
+    1 + #{D*_b ≥ 0}) / (B' + 1)) over the B' defined replicates, so it agrees with the
+    interval (p < 1 − level where the interval excludes 0, up to the +1 terms); its floor is
+    2/(B' + 1). Replicates within 1e-12 of 0 (rounding, e.g. a layer all models share)
+    count on both sides. A sign-flip or permutation test is not used: CKA is not a sum
+    over prompts, and swapping one prompt's states between two models mixes two
+    representation spaces in one Gram matrix.
+    """
+    estimates = np.asarray(estimates, dtype=np.float64)
+    samples = np.asarray(samples, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != estimates.shape[0] or samples.shape[1:] != estimates.shape:
+        raise ValueError(
+            f"weights must have one entry per pair ({estimates.shape[0]}) and samples the "
+            f"shape [B, *estimates.shape]; got weights {w.shape}, estimates "
+            f"{estimates.shape}, samples {samples.shape}"
+        )
+    if not np.isfinite(w).all():
+        raise ValueError(f"weights must be finite, got {w}")
+    level = check_fraction(level, "level", allow_one=False)
+    estimate = np.tensordot(w, estimates, axes=(0, 0))
+    values = np.tensordot(samples, w, axes=(1, 0))
+    low, high = _percentiles(values, level)
+    defined = np.isfinite(values)
+    with np.errstate(invalid="ignore"):
+        below = ((values <= _TIE) & defined).sum(axis=0)
+        above = ((values >= -_TIE) & defined).sum(axis=0)
+    p_value = np.minimum(1.0, 2 * (1 + np.minimum(below, above)) / (defined.sum(axis=0) + 1))
+    p_value = np.where(np.isfinite(estimate) & defined.any(axis=0), p_value, np.nan)
+    if estimate.ndim == 0:
+        return ContrastResult(float(estimate), float(low), float(high), float(p_value), values)
+    return ContrastResult(estimate, low, high, p_value, values)
+
+
+def paired_bootstrap(
+    pairs: list[tuple[object, object]],
+    weights: object = (1.0, -1.0),
+    *,
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int | np.random.Generator = 0,
+    measure: str = "cka",
+    **options: object,
+) -> ContrastResult:
+    """Paired bootstrap of a contrast of a measure over pairs of models on the same prompts.
+
+    The default ``weights`` (1, -1) give measure(pairs[0]) − measure(pairs[1]), e.g.
+    CKA(SFT, control) − CKA(base, control). Every term is evaluated on the same resample
+    of prompts, so what the terms share (the prompts that are easy or hard for all
+    models) cancels in the difference: the interval is narrower than the one from
+    independent resamples whenever the terms are positively correlated.
+
+    Parameters
+    ----------
+    pairs : list of (x, y)
+        As in :func:`bootstrap_replicates`.
+    weights : [P] array-like
+        The contrast's coefficients, one per pair.
+    n_boot, level, seed, measure, **options
+        As in :func:`bootstrap_ci`.
+
+    Returns
+    -------
+    ContrastResult
+        Floats for 2-D input, else arrays [L]; p-value as in :func:`contrast_interval`.
+    """
+    estimates, samples = bootstrap_replicates(
+        pairs, n_boot=n_boot, seed=seed, measure=measure, **options
+    )
+    return contrast_interval(estimates, samples, weights, level=level)
+
+
+def _resamples(rng: np.random.Generator, n_rep: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resampled row indices [B, n] and the row multiplicities [B, n] they give."""
     idx = rng.integers(0, n, size=(n_rep, n))
     counts = np.zeros((n_rep, n))
     np.add.at(counts, (np.arange(n_rep)[:, None], idx), 1.0)
+    return idx, counts
+
+
+def _replicates(
+    measure: str,
+    x3: torch.Tensor,
+    y3: torch.Tensor,
+    idx: np.ndarray,
+    counts: np.ndarray,
+    options: dict,
+    was_2d: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The measure on all rows [L] and on each resample [B, L], nan where undefined
+    (resamples with too few distinct rows are warned about once)."""
+    n_rep = counts.shape[0]
     if measure == "cka":
+        kernel, debiased, threshold = (options[k] for k in ("kernel", "debiased", "threshold"))
         estimate = paired_cka(x3, y3, kernel, debiased, float(threshold), was_2d)
         values = _cka_replicates(x3, y3, counts, kernel, debiased, float(threshold))
         undefined = (counts > 0).sum(axis=1) < (4 if debiased else 2)
@@ -239,14 +426,17 @@ def bootstrap_ci(
             f"{int(undefined.sum())} of {n_rep} bootstrap resamples have {reason}; their "
             f"{label} is undefined (nan) and they are left out of the interval",
             DegenerateInputWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    return estimate, values
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (1 - level)/2 and (1 + level)/2 quantiles of replicates over axis 0, nan ignored."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan layers were warned about
         low, high = np.nanquantile(values, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    if was_2d:
-        return BootstrapResult(float(estimate[0]), float(low[0]), float(high[0]), values[:, 0])
-    return BootstrapResult(estimate, low, high, values)
+    return low, high
 
 
 def _checked_inputs(measure: str, x, y, options: dict):
