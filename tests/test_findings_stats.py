@@ -136,3 +136,15 @@ def test_pca_counts_at_n_minus_one_are_flagged():
     assert {r["dims99"] for r in rows} == {5} and all(r["capped"] for r in rows)
     low_rank = rng.standard_normal((1, 40, 2)) @ rng.standard_normal((2, 32))
     assert pca.pca_rows("base", "t", low_rank, 0.99)[0]["capped"] is False
+
+
+def test_spearman_test_is_exact_for_few_layers():
+    from scipy.stats import spearmanr
+
+    rho, p = findings.spearman_test(range(4), [0.9, 0.8, 0.7, 0.6])
+    assert rho == pytest.approx(-1.0) and p == pytest.approx(2 / 24)  # 2 of 4! orderings
+    rng = np.random.default_rng(8)
+    y = -np.arange(30) + rng.normal(0, 10, 30)
+    rho, p = findings.spearman_test(np.arange(30), y)
+    ref = spearmanr(np.arange(30), y)
+    assert rho == pytest.approx(ref.statistic) and p < 0.01 and ref.pvalue < 0.01
