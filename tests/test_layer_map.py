@@ -9,7 +9,15 @@ import re
 import numpy as np
 import pytest
 
-from mossa.analysis.layer_map import GROUPS, LayerGroups, LayerMap, Span, find_layer_groups
+from mossa.analysis.layer_map import (
+    GROUPS,
+    LayerGroups,
+    LayerMap,
+    Span,
+    find_layer_groups,
+    layer_map_from_rows,
+    map_layers,
+)
 
 L, T = 12, 8
 LAYERS = np.arange(1, L + 1)
@@ -130,7 +138,9 @@ def test_false_structure_rate_on_noise_is_near_alpha(rho):
 def test_steady_linear_trend_is_not_three_groups():
     rng = np.random.default_rng(5)
     rejected = sum(
-        find_layer_groups(0.05 * LAYERS[None] + 0.1 * rng.standard_normal((T, L)), seed=s).structure
+        find_layer_groups(
+            0.05 * LAYERS[None] + 0.1 * rng.standard_normal((T, L)), n_boot=200, seed=s
+        ).structure
         is not None
         for s in range(40)
     )
@@ -283,3 +293,199 @@ def test_from_json_checks_the_untested_and_no_structure_forms():
         LayerMap.from_json(data)
     with pytest.raises(ValueError, match="layer map file must be an object"):
         LayerMap.from_json([])
+
+
+# ------------------------------------------- the paper map on per-task SFT and base CKA curves
+
+PL = 16  # layers of the planted tables (the last one after the final norm)
+PX = np.arange(1, PL + 1)
+PAPER_GROUPS = {"shared": [1, 5], "transition": [6, 10], "refinement": [11, 16]}
+CURVES = {
+    # flat slightly below 0 to layer 5, steep rise over 6..10, then a plateau / a slow rise
+    "paper_plateau": np.interp(PX, [1, 5, 10, PL], [-0.05, -0.05, 0.5, 0.55]),
+    "paper_slow_rise": np.interp(PX, [1, 5, 10, PL], [-0.03, -0.03, 0.45, 0.6]),
+    "negative_s": -0.6 + 0.55 / (1 + np.exp(-(PX - 8.0))),  # SFT below base everywhere
+    "convex": 0.6 * np.expm1((PX - 1) / 4) / np.expm1((PL - 1) / 4),
+    "saturating": 0.6 * -np.expm1(-(PX - 1) / 3),
+    "noise": np.zeros(PL),
+}
+
+
+def cka_tables(d, seed, *, noise=0.05, n_tasks=10):
+    """Per-task (sft, base) CKA [T, L]: base falls with depth (task offsets), sft = base + d."""
+    rng = np.random.default_rng(seed)
+    base = (
+        0.9
+        - 0.5 * PX / PL
+        + 0.08 * rng.standard_normal((n_tasks, 1))
+        + 0.02 * rng.standard_normal((n_tasks, PL))
+    )
+    return base + d + noise * rng.standard_normal((n_tasks, PL)), base
+
+
+def within_one_layer(groups: LayerGroups, planted: dict) -> bool:
+    found = groups.to_json()
+    return all(
+        found[name] is not None
+        and all(abs(a - b) <= 1 for a, b in zip(found[name], span, strict=True))
+        for name, span in planted.items()
+    )
+
+
+@pytest.mark.parametrize("shape", ["paper_plateau", "paper_slow_rise"])
+def test_paper_like_curve_gives_the_planted_groups_and_holds(shape):
+    for seed in range(4):
+        fit, paper, final = map_layers(*cka_tables(CURVES[shape], seed), n_boot=199, seed=seed)
+        assert within_one_layer(fit.structure.groups, PAPER_GROUPS), fit.structure.groups
+        assert paper.verdict == "holds", paper.reason
+        assert final.set_aside and fit.fit_layers == PL - 1
+        assert fit.structure.groups.refinement.last == PL  # the last layer joins the last group
+
+
+def test_a_last_layer_dip_leaves_the_groups_unchanged():
+    dip = CURVES["paper_plateau"] - 0.4 * (PX == PL)
+    for seed in range(4):
+        sft, base = cka_tables(CURVES["paper_plateau"], seed)
+        plain = map_layers(sft, base, n_boot=199, seed=seed)[0].structure.groups
+        sft_dip, _ = cka_tables(dip, seed)
+        fit, paper, final = map_layers(sft_dip, base, n_boot=199, seed=seed)
+        assert within_one_layer(fit.structure.groups, plain.to_json())
+        assert paper.verdict == "holds"
+        assert final.mean_difference == pytest.approx(fit.mean_difference[PL])
+        assert final.mean_difference < fit.mean_difference[PL - 1] - 0.2
+
+
+def test_the_last_layer_alone_cannot_make_a_refinement_group():
+    """A rise that only levels off at the (final-norm) last layer: no refinement group."""
+    d = np.interp(PX, [1, 8, PL - 1, PL], [0.0, 0.0, 0.6, 0.6])
+    fit, paper, final = map_layers(*cka_tables(d, 3, noise=0.02), n_boot=199, seed=3)
+    assert fit.structure.model == "hinge" and fit.structure.groups.refinement is None
+    assert paper.verdict == "partly" and not paper.test("refinement").passed
+
+
+def test_all_negative_s_curve_does_not_hold():
+    for seed in range(4):
+        fit, paper, _ = map_layers(*cka_tables(CURVES["negative_s"], seed), n_boot=199, seed=seed)
+        assert paper.verdict != "holds"
+        assert not paper.test("refinement").passed and not paper.test("transition").passed
+
+
+@pytest.mark.parametrize("shape", ["convex", "saturating"])
+def test_smooth_convex_and_saturating_curves_do_not_hold(shape):
+    for seed in range(4):
+        fit, paper, _ = map_layers(*cka_tables(CURVES[shape], seed), n_boot=199, seed=seed)
+        assert paper.verdict != "holds"
+        assert not paper.test("shape").passed  # one level only (or no three groups)
+
+
+def test_pure_noise_gives_no_structure_at_a_bounded_rate():
+    """False structure over 100 seeds at alpha 0.05 (docs/layermap.md: the same with B = 999)."""
+    found = 0
+    for seed in range(100):
+        diff = np.subtract(*cka_tables(CURVES["noise"], seed))
+        fit = find_layer_groups(diff, n_boot=99, seed=seed, fit_layers=PL - 1)
+        found += fit.structure is not None
+    assert found <= 10
+
+
+def test_too_few_tasks_are_not_testable():
+    sft, base = cka_tables(CURVES["paper_plateau"], 0, n_tasks=2)
+    fit, paper, final = map_layers(sft, base, n_boot=99)
+    assert paper.verdict == "not testable" and final.depends is None and fit.p_value is None
+
+
+def test_p_values_at_the_floor_say_so():
+    fit, paper, _ = map_layers(*cka_tables(CURVES["paper_plateau"], 0), n_boot=99)
+    assert fit.p_value == pytest.approx(1 / 100)
+    assert fit.to_json()["p_value_text"] == "p <= 0.01"
+    rise = paper.test("transition").checks[0]
+    assert rise.name == "rise" and rise.at_floor and rise.p_value == pytest.approx(1 / 100)
+    assert sum(fit.structure.model_shares.values()) == pytest.approx(1.0)
+
+
+def test_refits_choose_their_model_again():
+    """A weak bend: some refits find no structure, and the shares say so."""
+    d = np.interp(PX, [1, 5, 10, PL], [0.0, 0.0, 0.12, 0.12])
+    fit = map_layers(*cka_tables(d, 5, noise=0.1), n_boot=199, seed=5)[0]
+    shares = fit.structure.model_shares
+    assert shares["none"] > 0.05 and shares["two_knots"] < 0.95
+
+
+def cka_rows(sft, base, *, names=None, layer0=True) -> list[dict]:
+    names = names or [f"t{i}" for i in range(len(sft))]
+    rows = []
+    for model, table in (("base", base), ("sft", sft)):
+        for name, curve in zip(names, table, strict=True):
+            if layer0:
+                rows.append(
+                    {"model": model, "task": name, "layer": 0, "cka": 1.0, "cka_biased": 1.0}
+                )
+            rows += [
+                {"model": model, "task": name, "layer": i + 1, "cka": v, "cka_biased": v + 0.1}
+                for i, v in enumerate(curve)
+            ]
+    return rows
+
+
+def test_layer_map_from_rows_matches_map_layers_and_round_trips():
+    sft, base = cka_tables(CURVES["paper_plateau"], 1)
+    rows = cka_rows(sft, base)
+    the_map = layer_map_from_rows(rows, n_boot=99, seed=2)
+    fit, paper, final = map_layers(sft, base, n_boot=99, seed=2)
+    assert the_map.fit == fit and the_map.paper_map == paper and the_map.final_norm == final
+    assert the_map.biased.structure.groups == fit.structure.groups  # a constant shift
+    data = json.loads(json.dumps(the_map.to_json()))
+    assert data["paper_map"]["verdict"] == "holds" and data["groups"] == PAPER_GROUPS
+    assert LayerMap.from_json(data) == the_map and LayerMap.from_json(data).to_json() == data
+
+
+def test_layer_map_from_rows_selects_and_excludes_tasks():
+    sft, base = cka_tables(CURVES["paper_plateau"], 1, n_tasks=6)
+    rows = cka_rows(sft, base)
+    assert layer_map_from_rows(rows, n_boot=19, tasks=["t0", "t2", "t4"]).tasks == (
+        "t0",
+        "t2",
+        "t4",
+    )
+    for r in rows:
+        r["seen"] = r["task"] != "t5"
+        if (r["task"], r["layer"], r["model"]) == ("t1", 3, "sft"):
+            r["cka"] = float("nan")
+    the_map = layer_map_from_rows(rows, n_boot=19)
+    assert the_map.tasks == ("t0", "t2", "t3", "t4") and the_map.excluded_tasks == ("t1",)
+    no_biased = layer_map_from_rows(
+        [{k: v for k, v in r.items() if k != "cka_biased"} for r in rows], n_boot=19
+    )
+    assert no_biased.biased.reason == "no cka_biased column"
+    with pytest.raises(ValueError, match="task 't2' has no sft row for layer 7"):
+        layer_map_from_rows(
+            [r for r in rows if (r["task"], r["layer"], r["model"]) != ("t2", 7, "sft")]
+        )
+    with pytest.raises(ValueError, match="appears twice"):
+        layer_map_from_rows([*rows, rows[5]])
+
+
+@pytest.mark.parametrize(
+    "damage, field",
+    [
+        (lambda d: d["paper_map"].pop("verdict"), "'paper_map.verdict' is missing"),
+        (lambda d: d["paper_map"].update(verdict="maybe"), "'paper_map.verdict' must be one of"),
+        (
+            lambda d: d["paper_map"]["tests"][0]["checks"][0].update(passed=1),
+            "'paper_map.tests[0].checks[0].passed' must be true or false",
+        ),
+        (
+            lambda d: d["paper_map"]["tests"][1].update(passed=False),
+            "'paper_map.tests[1].passed' must be True",
+        ),
+        (lambda d: d["final_norm"].update(layer=3), "'final_norm.layer' must be 16"),
+        (lambda d: d.pop("fit_layers"), "'fit_layers' is missing"),
+        (lambda d: d["model_shares"].pop("none"), "'model_shares' must be a number per"),
+    ],
+)
+def test_from_json_names_bad_paper_map_fields(damage, field):
+    sft, base = cka_tables(CURVES["paper_plateau"], 1)
+    data = json.loads(json.dumps(layer_map_from_rows(cka_rows(sft, base), n_boot=49).to_json()))
+    damage(data)
+    with pytest.raises(ValueError, match=re.escape(field)):
+        LayerMap.from_json(data)

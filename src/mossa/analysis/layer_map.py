@@ -37,6 +37,7 @@ and :meth:`LayerMap.from_json` reads it back, checked, with errors naming the fi
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -52,7 +53,7 @@ MIN_TASKS = 3
 MIN_LAYERS = 4  # two knots need segments of at least two points each: 1..s, s..t, t..L
 MIN_RISE = 0.02  # CKA units: a consistent but smaller rise is real yet too small to map layers by
 N_BOOT = 999  # default draws: p-values down to 0.001
-SIGMOID_REFITS = 50  # task-bootstrap refits of the sigmoid (its interval only)
+SIGMOID_REFITS = 200  # task-bootstrap grid refits of the sigmoid (its interval only)
 NO_FIT = -1  # label of a layer in a refit without structure
 
 
@@ -629,7 +630,9 @@ class Family:
     knots: np.ndarray
 
 
+@functools.cache
 def _family(kind: str, n_layers: int) -> Family:
+    """Every candidate of one kind for ``n_layers`` layers (cached: the arrays are only read)."""
     layers = np.arange(1, n_layers + 1, dtype=np.float64)
     if kind == "line":
         knot_sets = [()]
@@ -965,16 +968,45 @@ def _sigmoid(x, low, rise, mid, width):
     return low + rise * expit((x - mid) / width)
 
 
-def fit_sigmoid(curve: np.ndarray, start: np.ndarray | None = None) -> np.ndarray | None:
+@functools.cache
+def _grid(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Logistic shapes on a grid: midpoints (1/4 layer, 1-n..2n) x widths (60, log-spaced).
+
+    Returns (midpoint, width, mean, centred shape [G, n]) per grid point, flattened.
+    """
+    from scipy.special import expit
+
+    x = np.arange(1, n + 1, dtype=np.float64)
+    mids, widths = np.meshgrid(np.linspace(1.0 - n, 2.0 * n, 12 * n + 1), np.geomspace(0.05, n, 60))
+    mids, widths = mids.ravel(), widths.ravel()
+    shape = expit((x - mids[:, None]) / widths[:, None])
+    mean = shape.mean(axis=1)
+    return mids, widths, mean, shape - mean[:, None]
+
+
+def _sigmoid_grid(curves: np.ndarray) -> np.ndarray:
+    """The best rising logistic per curve [B, n] on :func:`_grid`, low and rise by linear
+    least squares at each grid point (rise >= 0): (low, rise, mid, width) per curve, [B, 4]."""
+    mids, widths, mean, centred = _grid(curves.shape[1])
+    y = curves - curves.mean(axis=1, keepdims=True)
+    var = np.sum(centred**2, axis=1)[:, None]
+    cov = centred @ y.T  # [G, B]
+    # residual sum of squares at the best rise: sum(y^2) - cov^2 / var, or sum(y^2) if cov <= 0
+    best = np.argmax(np.where(cov > 0, cov**2 / np.where(var > 0, var, np.inf), 0.0), axis=0)
+    cols = np.arange(len(curves))
+    rise = np.clip(cov[best, cols] / var[best, 0], 0.0, None)
+    low = curves.mean(axis=1) - rise * mean[best]
+    return np.column_stack([low, rise, mids[best], widths[best]])
+
+
+def fit_sigmoid(curve: np.ndarray) -> np.ndarray | None:
     """Least-squares rising logistic through ``curve`` (layers 1..L): (low, rise, mid, width).
 
     The midpoint may lie up to L layers outside 1..L, so a convex or a saturating curve is
-    fitted by one tail of the logistic. Without ``start``, the best point of a grid of
-    midpoints and widths (low and rise by linear least squares there) starts the fit.
-    None when the fit fails.
+    fitted by one tail of the logistic. The best grid point (:func:`_sigmoid_grid`) starts
+    scipy's ``curve_fit``; None when that fails.
     """
     from scipy.optimize import OptimizeWarning, curve_fit
-    from scipy.special import expit
 
     n = len(curve)
     x = np.arange(1, n + 1, dtype=np.float64)
@@ -982,16 +1014,6 @@ def fit_sigmoid(curve: np.ndarray, start: np.ndarray | None = None) -> np.ndarra
     # a rise beyond 10x the curve's range is a tail only: its 10%-90% points lie far outside
     lower = [float(curve.min()) - 10 * span, 0.0, 1.0 - n, 0.05]
     upper = [float(curve.max()) + 10 * span, 10 * span, 2.0 * n, float(n)]
-    if start is None:
-        mids, widths = np.linspace(1.0 - n, 2.0 * n, 12 * n + 1), np.geomspace(0.05, n, 30)
-        shape = expit((x - mids[:, None, None]) / widths[None, :, None])  # [mid, width, layer]
-        centred, y = shape - shape.mean(axis=-1, keepdims=True), curve - curve.mean()
-        var = np.sum(centred**2, axis=-1)
-        rise = np.clip(np.sum(centred * y, axis=-1) / np.where(var > 0, var, np.inf), 0.0, None)
-        rss = np.sum((y - rise[..., None] * centred) ** 2, axis=-1)
-        i, j = np.unravel_index(np.argmin(rss), rss.shape)
-        low = curve.mean() - rise[i, j] * shape[i, j].mean()
-        start = np.array([low, rise[i, j], mids[i], widths[j]])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
@@ -999,7 +1021,7 @@ def fit_sigmoid(curve: np.ndarray, start: np.ndarray | None = None) -> np.ndarra
                 _sigmoid,
                 x,
                 curve,
-                p0=np.clip(start, lower, upper),
+                p0=np.clip(_sigmoid_grid(curve[None])[0], lower, upper),
                 bounds=(lower, upper),
                 maxfev=2000,
             )
@@ -1068,7 +1090,7 @@ def paper_map_of(
     * shape: the refits choose three groups more often than not, and a rising sigmoid
       fitted to the mean curve reaches 10% of its rise after layer 1 and 90% before the last
       fitted layer (a low and a high level, not a convex or saturating curve); its interval
-      comes from up to 50 task-bootstrap refits.
+      comes from the grid fit (:func:`_sigmoid_grid`) of up to 200 task-bootstrap refits.
 
     Verdict: "not testable" when the fit was not tested; "does not hold" without structure
     or when no group passes; "holds" when all three groups and the shape pass; else "partly".
@@ -1276,13 +1298,7 @@ def _shape_test(d_mean: np.ndarray, d_boot: np.ndarray, fit: LayerFit) -> tuple[
             )
         )
         return GroupTest("shape", Span(1, n_fit), tuple(checks)), smooth
-    points = np.array(
-        [
-            _rise_points(p)
-            for p in (fit_sigmoid(curve, params) for curve in d_boot[:SIGMOID_REFITS])
-            if p is not None
-        ]
-    ).reshape(-1, 2)
+    points = np.array([_rise_points(p) for p in _sigmoid_grid(d_boot[:SIGMOID_REFITS])])
     lo, hi = _rise_points(params)
     ci = [
         tuple(float(v) for v in np.percentile(points[:, col], [2.5, 97.5])) if len(points) else None
