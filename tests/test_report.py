@@ -186,13 +186,16 @@ def test_readings_follow_the_numbers(run):
 def test_layer_map_reading_without_structure_says_why(run):
     data = load_run_data(run)
     fit = dataclasses.replace(data.layer_map.fit, structure=None, reason="planted reason 42")
-    flat = refound(data, layer_map=dataclasses.replace(data.layer_map, fit=fit))
+    untested = dataclasses.replace(data.layer_map, fit=fit, paper_map=None)
+    flat = refound(data, layer_map=untested)
     text = " ".join(readings.read_layer_map(flat))
     assert "No layer structure" in text and "planted reason 42" in text
     html = render_html(flat, {})
     assert "planted reason 42" in html
     verdicts = {r["finding"][:20]: r["verdict"] for r in readings.paper_comparison(flat)}
-    assert verdicts["Three functional gro"] == findings.FAILS
+    # without the test against the paper's definitions the groups claim is not testable
+    assert verdicts["Three functional gro"] == findings.UNTESTABLE
+    assert escape("not tested against the paper's definitions") in html
     assert "map scaled to 8 layers" in html  # the groups the findings fall back on
 
 

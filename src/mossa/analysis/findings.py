@@ -584,21 +584,34 @@ def paper_comparison(
     def untestable(finding: str, reason: str) -> None:
         row(finding, UNTESTABLE, reason=reason)
 
-    # The three groups and where they lie.
+    # The three groups: what they are (the layer map's paper_map) and where they lie.
     paper = paper_groups(t.n_layers)
     found = layer_map.fit.structure
     tolerance = max(1, round(t.n_layers / 16))
-    if not found:
-        verdict = FAILS
-    elif found.model != "two_knots" or paper is None:
-        verdict = PARTLY
-    else:
-        close = all(
+    close = (
+        found is not None
+        and found.model == "two_knots"
+        and paper is not None
+        and all(
             abs(getattr(found.groups, k).first - getattr(paper, k).first) <= tolerance
             for k in ("transition", "refinement")
         )
-        verdict = HOLDS if close else PARTLY
-    row("three_groups", verdict, tolerance=tolerance)
+    )
+    tested = layer_map.paper_map
+    if tested is None:
+        untestable("three_groups", "the layer map was not tested against the paper's definitions")
+    elif tested.verdict == UNTESTABLE:
+        untestable("three_groups", tested.reason)
+    else:
+        # the groups must be the paper's kind of groups; "holds" also needs them in its place
+        verdict = PARTLY if tested.verdict == HOLDS and not close else tested.verdict
+        row(
+            "three_groups",
+            verdict,
+            tolerance=tolerance,
+            where_paper_puts_them=close,
+            paper_map=tested.to_json(),
+        )
 
     # Base similarity falls with depth.
     base_med = _median(t, "base", mask)[1:]

@@ -311,12 +311,16 @@ def read_cross_layer(data: RunData) -> list[str]:
 
 
 def _three_groups(data: RunData, row: dict) -> str:
-    fit = data.layer_map.fit
-    if not fit.structure:
-        return f"no layer structure ({fit.reason})"
+    fit, tested = data.layer_map.fit, row["paper_map"]
+    failed = [t["group"] for t in tested["tests"] if not t["passed"]]
+    found = (
+        groups_text(fit.structure.groups) if fit.structure else f"no layer structure ({fit.reason})"
+    )
+    place = "within" if row["where_paper_puts_them"] else "not within"
     return (
-        f"{groups_text(fit.structure.groups)} (boundaries within ±{row['tolerance']} of the "
-        "paper's count as the same place)"
+        f"{found}; against the paper's definitions: {tested['reason']}"
+        + (f" (failed: {', '.join(failed)})" if failed else "")
+        + f"; boundaries {place} ±{row['tolerance']} of the paper's"
     )
 
 
