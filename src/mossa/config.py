@@ -137,8 +137,11 @@ class TrainingConfig(Section):
     )
     control_seeds: PositiveInt = Field(
         1,
-        description="Seeds of every control: with 2 or more, CKA between two seeds of the same "
-        "control is the noise ceiling (tables/ceiling.csv) SFT-vs-control is read against.",
+        description="Seeds of every control (same data, training seed from the run seed and "
+        "the seed index; seed 0 is the control every stage uses, seeds 1.. are adapters "
+        "control__<task>__seed<i>, run on their task's prompts): with 2 or more, CKA between "
+        "seeds of the same control is the noise ceiling (tables/ceiling.csv) SFT-vs-control "
+        "is read against.",
     )
     max_grad_norm: float = Field(
         1.0, ge=0.0, description="Gradient clipping norm (0: off), as in transformers."
@@ -212,7 +215,11 @@ class ExtractionConfig(Section):
     dtype: Literal["float32", "float16"] = Field(
         "float32", description="Precision of the stored activations."
     )
-    cross_task: bool = Field(False, description="Also extract every control on every task.")
+    cross_task: bool = Field(
+        False,
+        description="Extract every control on every other task (task specificity then uses "
+        "all other controls, whatever analysis.cross_task_controls says).",
+    )
 
 
 class AnalysisConfig(Section):
@@ -241,8 +248,9 @@ class AnalysisConfig(Section):
     cross_task_controls: int = Field(
         3,
         ge=0,
-        description="Other tasks' controls run on each task's prompts for task specificity "
-        "(tables/specificity.csv); 0: none.",
+        description="Other tasks' controls the extract stage runs on each task's prompts, "
+        "chosen by the run seed, for task specificity (tables/specificity.csv); 0: none; at "
+        "most the number of other tasks with a control.",
     )
     pca_variance: float = Field(
         0.99, gt=0, le=1, description="Share of variance the PCA dimension count covers."
