@@ -198,6 +198,7 @@ class LayerFit:
             return {
                 **head,
                 "structure": False,
+                "groups": None,
                 "p_value": None,
                 "mean_difference": curve,
                 "reason": self.reason,
@@ -211,7 +212,7 @@ class LayerFit:
             "structure": self.structure is not None,
         }
         if self.structure is None:
-            return {**out, "reason": self.reason}
+            return {**out, "groups": None, "reason": self.reason}
         return {**out, **self.structure.to_json(self.n_bootstrap)}
 
 
@@ -488,6 +489,7 @@ def _fit_from(fields: _Fields) -> LayerFit:
     p_value = fields("p_value", _or_null(_is_num), "null or a number")
     structure = fields("structure", _is_bool, "true or false")
     if p_value is None or not structure:
+        fields("groups", lambda v: v is None, "null without structure")
         reason = fields("reason", _is_str, "a string")
         if p_value is None:
             if structure:
