@@ -295,9 +295,25 @@ def bootstrap_replicates(
     n_rep = check_positive_int(n_boot, "n_boot")
     was_2d = checked[0][2]
     idx, counts = _resamples(check_seed(seed), n_rep, checked[0][0].shape[1])
+    shared = None
+    if measure == "cka":  # one Gram and one self-HSIC per distinct input, not per pair
+        arrays: list[torch.Tensor] = []
+        where: dict[int, int] = {}
+        keys = []
+        for pair, (x3, y3, _, _) in zip(pairs, checked, strict=True):
+            for obj, t in zip(pair, (x3, y3), strict=True):
+                if id(obj) not in where:
+                    where[id(obj)] = len(arrays)
+                    arrays.append(t)
+            keys.append((where[id(pair[0])], where[id(pair[1])]))
+        opts = checked[0][3]
+        shared = _cka_replicates(
+            arrays, keys, counts, opts["kernel"], opts["debiased"], float(opts["threshold"])
+        )
     estimates, samples = [], []
-    for x3, y3, _, opts in checked:
-        est, values = _replicates(measure, x3, y3, idx, counts, opts, was_2d)
+    for p, (x3, y3, _, opts) in enumerate(checked):
+        values = None if shared is None else shared[:, p]
+        est, values = _replicates(measure, x3, y3, idx, counts, opts, was_2d, values)
         estimates.append(est)
         samples.append(values)
     estimates_a, samples_a = np.stack(estimates), np.stack(samples, axis=1)
@@ -403,14 +419,21 @@ def _replicates(
     counts: np.ndarray,
     options: dict,
     was_2d: bool,
+    values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The measure on all rows [L] and on each resample [B, L], nan where undefined
-    (resamples with too few distinct rows are warned about once)."""
+    (resamples with too few distinct rows are warned about once). ``values``: CKA
+    replicates [B, L] already computed (see :func:`bootstrap_replicates`)."""
     n_rep = counts.shape[0]
     if measure == "cka":
         kernel, debiased, threshold = (options[k] for k in ("kernel", "debiased", "threshold"))
         estimate = paired_cka(x3, y3, kernel, debiased, float(threshold), was_2d)
-        values = _cka_replicates(x3, y3, counts, kernel, debiased, float(threshold))
+        if values is None:
+            values = _cka_replicates(
+                [x3, y3], [(0, 1)], counts, kernel, debiased, float(threshold)
+            )[:, 0]
+        else:
+            values = values.copy()
         undefined = (counts > 0).sum(axis=1) < (4 if debiased else 2)
         reason, label = f"fewer than {4 if debiased else 2} distinct rows", "CKA"
     else:
@@ -572,30 +595,37 @@ def _measure_null(
 
 
 def _cka_replicates(
-    x3: torch.Tensor,
-    y3: torch.Tensor,
+    arrays: list[torch.Tensor],
+    pairs: list[tuple[int, int]],
     counts: np.ndarray,
     kernel: str,
     debiased: bool,
     threshold: float,
 ) -> np.ndarray:
-    """Tie-free bootstrap replicates of CKA [B, L] from row counts [B, n]."""
-    n_layers, n, _ = x3.shape
+    """Tie-free bootstrap replicates of CKA [B, P, L] of ``pairs`` of ``arrays`` (indices)
+    from row counts [B, n]; each array's Gram and self-HSIC is computed once."""
+    n_layers, n, _ = arrays[0].shape
     n_rep = counts.shape[0]
-    w = torch.from_numpy(counts.T.copy()).to(x3.device)  # [n, B]
-    dtype = compute_dtype(x3, y3)
-    per_layer = 3 * n * (x3.shape[2] + y3.shape[2]) * 8 + 5 * n * n * 8 + 8 * n * n_rep * 8
+    w = torch.from_numpy(counts.T.copy()).to(arrays[0].device)  # [n, B]
+    dtype = compute_dtype(*arrays)
+    used = sorted({i for pair in pairs for i in pair})
+    per_layer = sum(3 * n * arrays[i].shape[2] * 8 for i in used)
+    per_layer += len(used) * (2 * n * n + 2 * n * n_rep) * 8 + 3 * n * n * 8 + 8 * n * n_rep * 8
     samples = []
     for s in layer_chunks(n_layers, per_layer):
-        xc, scale_x = centre_features(x3[s], dtype)
-        kx, _ = kernel_grams(xc, kernel, threshold, scale_x)
-        yc, scale_y = centre_features(y3[s], dtype)
-        ky, _ = kernel_grams(yc, kernel, threshold, scale_y)
-        del xc, yc
-        hxy, hxx, hyy = _weighted_hsic(kx, ky, w, debiased)
-        defined = (hxx > 0) & (hyy > 0)
-        samples.append(torch.where(defined, hxy / torch.sqrt(hxx * hyy), torch.nan))
-    return torch.cat(samples, dim=0).T.cpu().numpy()  # [B, L]
+        grams = {}
+        for i in used:
+            xc, scale = centre_features(arrays[i][s], dtype)
+            grams[i], _ = kernel_grams(xc, kernel, threshold, scale)
+            del xc
+        hsic = _weighted_hsic(grams, [*pairs, *((i, i) for i in used)], w, debiased)
+        chunk = []
+        for i, j in pairs:
+            hxy, hxx, hyy = hsic[(i, j)], hsic[(i, i)], hsic[(j, j)]
+            defined = (hxx > 0) & (hyy > 0)
+            chunk.append(torch.where(defined, hxy / torch.sqrt(hxx * hyy), torch.nan))
+        samples.append(torch.stack(chunk))  # [P, c, B]
+    return torch.cat(samples, dim=1).permute(2, 0, 1).cpu().numpy()  # [B, P, L]
 
 
 def _measure_bootstrap(
@@ -627,14 +657,16 @@ def _centred_grams(
 
 
 def _weighted_hsic(
-    kx: torch.Tensor,
-    ky: torch.Tensor,
+    grams: dict[int, torch.Tensor],
+    wanted: list[tuple[int, int]],
     w: torch.Tensor,
     debiased: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """HSIC(K, L), HSIC(K, K), HSIC(L, L) per resample, up to a positive factor per resample.
+) -> dict[tuple[int, int], torch.Tensor]:
+    """HSIC(K_i, K_j) per resample for each wanted (i, j), up to a positive factor per
+    resample that is the same for every pair (so ratios of them give CKA).
 
-    kx, ky: Grams K of x and L of y [L, n, n] (float64, modified in place); w: row
+    grams: Grams K_i [L, n, n] (float64, modified in place; K and L below are any two of
+    them); w: row
     multiplicities [n, B] (m = Σ w = n). Both estimators average Song's kernel
     g(i,j,q,r) = k_ij l_ij + k_ij l_qr - 2 k_ij l_iq over 4-tuples of resampled
     positions, skipping tuples that use two different copies of one original row (a tie):
@@ -650,12 +682,12 @@ def _weighted_hsic(
     v = w * w
     u = v * w
     p2 = v.sum(0)
-    kd = kx.diagonal(dim1=-2, dim2=-1).clone()
-    ld = ky.diagonal(dim1=-2, dim2=-1).clone()
-    kx.diagonal(dim1=-2, dim2=-1).zero_()
-    ky.diagonal(dim1=-2, dim2=-1).zero_()
+    diag, k_wv = {}, {}
     wv = torch.cat([w, v], dim=1)  # [n, 2B]
-    k_wv, l_wv = kx @ wv, ky @ wv  # [L, n, 2B]
+    for i, k in grams.items():
+        diag[i] = k.diagonal(dim1=-2, dim2=-1).clone()
+        k.diagonal(dim1=-2, dim2=-1).zero_()
+        k_wv[i] = k @ wv  # [L, n, 2B]
 
     def tsum(*factors: torch.Tensor) -> torch.Tensor:
         """Σ_i of an elementwise product of [n, B] / [L, n, B] / [L, n, 1] factors."""
@@ -718,8 +750,7 @@ def _weighted_hsic(
         )
         return t1 + t2 - 2 * t3
 
-    return (
-        pair(kx, ky, k_wv, l_wv, kd, ld),
-        pair(kx, kx, k_wv, k_wv, kd, kd),
-        pair(ky, ky, l_wv, l_wv, ld, ld),
-    )
+    return {
+        (i, j): pair(grams[i], grams[j], k_wv[i], k_wv[j], diag[i], diag[j])
+        for i, j in dict.fromkeys(wanted)
+    }
