@@ -25,6 +25,7 @@ from mossa.analysis.tables import quiet_nan_aggregates, read_arrays, write_json,
 from mossa.config import RunConfig
 from mossa.io import CHECKSUM_FILE, atomic_write_bytes, write_checksums
 from mossa.pipeline.extract import run_plan
+from mossa.pipeline.runner import read_manifest
 from mossa.run_dir import CONTROL_DIR_PREFIX, RunDir, control_adapter
 from mossa.similarity import DegenerateInputWarning
 from mossa.store import ActivationStore
@@ -99,13 +100,15 @@ def evidence_models(run: RunDir, tasks: list[dict], cfg: RunConfig) -> dict[str,
     that the extract stage ran on its prompts (as :func:`mossa.pipeline.extract.run_plan`
     plans them), each checked present.
 
-    A store holding no such model at all (a run directory assembled without the extract
-    stage, e.g. a synthetic one) gives none, with a warning when the config asks for
-    them: the specificity and ceiling tables are then empty.
+    A run directory assembled without the extract stage (no extract stage in its
+    manifest, e.g. a synthetic one) whose store holds no such model gives none, with a
+    warning when the config asks for them: the specificity and ceiling tables are then
+    empty.
     """
     none = {t["name"]: {"others": [], "seeds": []} for t in tasks}
     store = run.store()
-    if not any(m.startswith(CONTROL_DIR_PREFIX) for m in store.models()):
+    extracted = "extract" in read_manifest(run.root)["stages"]
+    if not extracted and not any(m.startswith(CONTROL_DIR_PREFIX) for m in store.models()):
         a, tr = cfg.analysis, cfg.training
         if a.cross_task_controls or cfg.extraction.cross_task or tr.control_seeds > 1:
             warnings.warn(
