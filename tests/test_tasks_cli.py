@@ -17,7 +17,8 @@ from mossa.tasks import CLUSTER_NAMES, CLUSTERS
 MOSSA = Path(sys.executable).parent / "mossa"
 JSON_KEYS = {
     "name", "cluster", "seen", "metric", "n_templates", "n_train", "n_validation", "n_test",
-    "flesch_kincaid", "coleman_liau", "n_readability",
+    "flesch_kincaid", "coleman_liau", "n_readability", "source", "package", "license",
+    "original_split", "stands_in_for",
 }  # fmt: skip
 
 
@@ -36,7 +37,7 @@ def run_mossa(
     return result, wall, cpu
 
 
-def test_json_for_the_builtin_suite_is_complete_and_fast():
+def test_json_for_the_synthetic_suite_is_complete_and_fast():
     result, wall, cpu = run_mossa("tasks", "--json")
     print(f"mossa tasks --json: {wall:.1f} s wall, {cpu:.1f} s CPU")
     assert result.returncode == 0, result.stderr

@@ -74,17 +74,22 @@ def load(spec: str, **kwargs):
     return tasks, [str(w.message) for w in caught]
 
 
-def check_flan_tasks(tasks, messages):
+def check_flan_tasks(tasks, messages, shipped=None):
     assert {t.name: (t.cluster, t.seen, t.metric) for t in tasks} == EXPECTED
     assert [t.cluster for t in tasks] == sorted((t.cluster for t in tasks), key=CLUSTERS.index)
     assert any("fix_punct" in m and "not in the paper's Table 1" in m for m in messages)
-    assert any("dropped 2 rows" in m for m in messages)
+    assert any("dropped 2 rows" in m for m in messages) or shipped is not None
     for t in tasks:
         n = FIXTURE_TASKS[t.name]
-        assert (len(t.train), len(t.validation), len(t.test)) == holdout_counts(n, 40, 80)
+        inputs = {ex.inputs["inputs"] for ex in t.train + t.validation + t.test}
+        if shipped is None or not inputs & shipped["validation"]:
+            assert (len(t.train), len(t.validation), len(t.test)) == holdout_counts(n, 40, 80)
+        else:  # shipped splits kept: Flan's validation split is the test split
+            assert {ex.inputs["inputs"] for ex in t.test} <= shipped["validation"]
+            assert {ex.inputs["inputs"] for ex in t.train} <= shipped["train"]
         assert len(t.templates) == 1 and t.source.startswith("flan:")
         inputs = [ex.inputs["inputs"] for ex in t.train + t.validation + t.test]
-        assert len(set(inputs)) == n  # every row once, splits disjoint
+        assert len(set(inputs)) == len(inputs) == n  # every row once, splits disjoint
         prompt, target = t.render(t.test[0], 0)
         assert prompt == t.test[0].inputs["inputs"] and target == t.test[0].target
 
@@ -104,7 +109,16 @@ def fixtures(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["jsonl", "parquet", "saved", "saved_dict"])
 def test_flan_formats(fixtures, kind):
     tasks, messages = load(f"flan:{fixtures[kind]}")
-    check_flan_tasks(tasks, messages)
+    rows = fixture_rows()
+    half = len(rows) // 2
+    shipped = None
+    if kind == "saved_dict":
+        shipped = {
+            "train": {r["inputs"] for r in rows[:half]},
+            # the repeat of row 0 in the validation half is dropped: row 0 came first
+            "validation": {r["inputs"] for r in rows[half:]} - {r["inputs"] for r in rows[:half]},
+        }
+    check_flan_tasks(tasks, messages, shipped)
 
 
 def test_formats_agree_and_splits_are_seeded(fixtures):
@@ -133,12 +147,27 @@ def test_nothing_mapped_is_an_error(tmp_path):
         load_suite(f"flan:{path}")
 
 
+NO_LAYOUT = (
+    "columns inputs, target, task match no Flan layout; accepted layouts: collection "
+    "(inputs, targets, task_source, task_name, template_type); prompt_completion (prompt, "
+    "completion, task_name); mossa (inputs, targets, task)"
+)
+
+
 def test_missing_column_is_named(tmp_path):
-    rows = [{"inputs": "a", "target": "b", "task": "snli"}]
-    with pytest.raises(ValueError, match=r"other.jsonl:1: field 'targets' is missing"):
+    rows = [{"inputs": "a", "targets": "b", "task": "snli"}, {"inputs": "a", "task": "snli"}]
+    with pytest.raises(ValueError, match=r"other.jsonl:2: field 'targets' is missing"):
         load_suite(f"flan:{write_jsonl(tmp_path / 'other.jsonl', rows)}")
-    with pytest.raises(ValueError, match="missing targets"):
-        load_suite(f"flan:{write_parquet(tmp_path / 'other.parquet', rows)}")
+    rows = [{"inputs": "a", "target": "b", "task": "snli"}]
+    for path in (
+        write_jsonl(tmp_path / "odd.jsonl", rows),
+        write_parquet(tmp_path / "odd.parquet", rows),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(NO_LAYOUT),
+        ):
+            load_suite(f"flan:{path}")
     with pytest.raises(FileNotFoundError, match="Flan data not found"):
         load_suite(f"flan:{tmp_path / 'absent.jsonl'}")
 

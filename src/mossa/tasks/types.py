@@ -122,7 +122,10 @@ class Task:
     """A task: cluster, seen flag, templates, three example splits and a metric.
 
     ``seen`` tasks go into the multi-task SFT mixture; unseen ones only get controls.
-    ``source`` says where the examples come from (e.g. ``wikipedia``, ``flan:ANLI``).
+    ``source`` says where the examples come from (e.g. ``wikipedia``, ``flan:ANLI``);
+    tasks of real datasets also record the ``package`` (``name==version``) the data was
+    read from, the data's ``license``, its ``original_split`` (how the dataset's own
+    splits became train/validation/test) and the Flan dataset it ``stands_in_for``.
     """
 
     name: str
@@ -134,6 +137,10 @@ class Task:
     test: tuple[Example, ...]
     metric: Metric
     source: str
+    package: str = ""
+    license: str = ""
+    original_split: str = ""
+    stands_in_for: str = ""
 
     def __post_init__(self) -> None:
         for name in ("templates", "train", "validation", "test"):
