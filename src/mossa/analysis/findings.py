@@ -101,7 +101,7 @@ def compute_findings(t: TableArrays, layer_map: LayerMap, tables_dir: Path | Non
             "clustering": clustering(t),
             "tsne": tsne(t),
             "pca_dims": pca_dims(t, groups, pca_rows),
-            "readability": readability(t),
+            "readability": readability(kept),  # correlations.csv holds the competent tasks
             "data_size": data_size(t, prompt_size_test(kept, sizes)),
             "unseen": unseen(t),
             "cross_layer": cross_layer(t),

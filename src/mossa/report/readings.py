@@ -239,7 +239,7 @@ def _correlation_sentence(data: RunData, model: str, f: dict | None) -> str:
 def read_readability(data: RunData) -> list[str]:
     f = data.findings["readability"]
     return [
-        f"Pearson r over {f['n_seen']} seen tasks between debiased CKA and {label}: "
+        f"Pearson r over {f['n_seen']} competent seen tasks between debiased CKA and {label}: "
         + "; ".join(_correlation_sentence(data, m, f[measure][m]) for m in ("sft", "base"))
         + "."
         for measure, label in MEASURE_NAMES.items()
