@@ -121,3 +121,17 @@ def test_records_without_examples_are_not_checked():
     assert comp.competent_tasks(rows) is None  # nothing is left out on an unchecked run
     checked = comp.task_metric_row(record([1] * 30, [0] * 30), 0.95, 100, 0)
     assert comp.competent_tasks([checked, rows[0]]) == {"t"}
+
+
+def test_paired_interval_covers_the_true_difference_in_simulation():
+    # correlated per-example scores (same examples): true mean difference 5 points
+    rng = np.random.default_rng(4)
+    hits, sims = 0, 200
+    for s in range(sims):
+        ability = rng.normal(50, 15, size=80)
+        base = ability + rng.normal(0, 5, size=80)
+        control = ability + 5 + rng.normal(0, 5, size=80)
+        idx = comp.resample_index(80, 400, s, "t")
+        _, low, high, _, _ = comp.paired_test("rouge_l", control, base, idx, 0.95)
+        hits += low <= 5.0 <= high
+    assert 0.89 <= hits / sims <= 0.99
