@@ -150,7 +150,7 @@ def read_cka_clusters(data: RunData) -> list[str]:
         return ["No seen tasks on this run."]
     most, least = f["most_gain"], f["least_gain"]
     closest, furthest = f["base_closest"], f["base_furthest"]
-    return [
+    out = [
         f"Over {_ranges(f['layers'])} ({groups_source(data)}), SFT gains most over base on "
         f"{cluster_name(most['cluster'])} ({_f(most['value'], True)}) and least on "
         f"{cluster_name(least['cluster'])} ({_f(least['value'], True)}).",
@@ -158,6 +158,12 @@ def read_cka_clusters(data: RunData) -> list[str]:
         f"({_f(closest['value'])}) and furthest on {cluster_name(furthest['cluster'])} "
         f"({_f(furthest['value'])}).",
     ]
+    if max(f["tasks_per_cluster"].values()) < 2:
+        out.append(
+            "With one seen task per cluster these are differences between single tasks, not "
+            "between clusters."
+        )
+    return out
 
 
 def read_clustering(data: RunData) -> list[str]:
