@@ -992,9 +992,10 @@ def _sigmoid_grid(curves: np.ndarray) -> np.ndarray:
     mids, widths, mean, centred = _grid(curves.shape[1])
     y = curves - curves.mean(axis=1, keepdims=True)
     var = np.sum(centred**2, axis=1)[:, None]
+    var = np.where(var > 0, var, np.inf)  # a constant shape explains nothing
     cov = centred @ y.T  # [G, B]
     # residual sum of squares at the best rise: sum(y^2) - cov^2 / var, or sum(y^2) if cov <= 0
-    best = np.argmax(np.where(cov > 0, cov**2 / np.where(var > 0, var, np.inf), 0.0), axis=0)
+    best = np.argmax(np.where(cov > 0, cov**2 / var, 0.0), axis=0)
     cols = np.arange(len(curves))
     rise = np.clip(cov[best, cols] / var[best, 0], 0.0, None)
     low = curves.mean(axis=1) - rise * mean[best]
