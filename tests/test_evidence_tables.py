@@ -375,3 +375,20 @@ def test_run_with_two_control_seeds_writes_the_three_tables(seeds_run):
     adapters = {p.name for p in (seeds_run / "adapters").iterdir()}
     assert {f"control__{t}__seed1" for t in tasks} <= adapters
     assert (seeds_run / "adapters" / f"control__{tasks[0]}__seed1" / "checksums.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_missing_control_seed_entry_is_named_with_the_command(
+    seeds_run, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    from conftest import run_main
+
+    run = tmp_path / "run"
+    shutil.copytree(seeds_run, run)
+    gone = sorted((run / "activations").glob("control__*__seed1/*.safetensors"))[0]
+    gone.unlink()
+    code, _, err = run_main(monkeypatch, capsys, "analyze", str(run))
+    assert code == 2
+    assert str(gone) in err and f"mossa extract {run}" in err
