@@ -308,6 +308,8 @@ CURVES = {
     "convex": 0.6 * np.expm1((PX - 1) / 4) / np.expm1((PL - 1) / 4),
     "saturating": 0.6 * -np.expm1(-(PX - 1) / 3),
     "noise": np.zeros(PL),
+    # the paper's rise, then D falls back over the refinement layers
+    "rise_then_fall": np.interp(PX, [1, 5, 10, PL], [-0.05, -0.05, 0.5, 0.15]),
 }
 
 
@@ -368,6 +370,16 @@ def test_all_negative_s_curve_does_not_hold():
         fit, paper, _ = map_layers(*cka_tables(CURVES["negative_s"], seed), n_boot=199, seed=seed)
         assert paper.verdict != "holds"
         assert not paper.test("refinement").passed and not paper.test("transition").passed
+
+
+def test_a_fall_after_the_transition_is_not_refinement():
+    for seed in range(3):
+        fit, paper, _ = map_layers(
+            *cka_tables(CURVES["rise_then_fall"], seed), n_boot=199, seed=seed
+        )
+        assert paper.verdict != "holds"
+        no_fall = paper.test("refinement").checks[1]
+        assert no_fall.name == "no_fall" and not no_fall.passed and no_fall.value < -0.2
 
 
 @pytest.mark.parametrize("shape", ["convex", "saturating"])

@@ -1088,8 +1088,9 @@ def paper_map_of(
       layer (shown); D > 0 at its last layer (shown: SFT closer to the controls than base);
       SFT closer to its control than base there for more than half of the tasks (shown; the
       paper: "high similarity to *all* control models");
-    * refinement: mean D over its layers > 0 (shown), and not below D at the transition's
-      last layer by more than ``negligible`` (fails when the fall is shown);
+    * refinement: mean D over its layers > 0 (shown), and its linear change from the
+      transition's last layer to the last refinement layer not below ``-negligible``
+      (fails when the fall is shown);
     * shape: the refits choose three groups more often than not, and a rising sigmoid
       fitted to the mean curve reaches 10% of its rise after layer 1 and 90% before the last
       fitted layer (a low and a high level, not a convex or saturating curve); its interval
@@ -1187,7 +1188,11 @@ def paper_map_of(
         )
     r = spans["refinement"]
     if r and t:
-        cols, last = slice(r.first - 1, r.last), t.last - 1
+        cols = slice(r.first - 1, r.last)
+        # least-squares slope times length: the fitted change of D over layers t.last..r.last
+        trend = slice(t.last - 1, r.last)
+        x = np.arange(t.last, r.last + 1, dtype=np.float64) - (t.last + r.last) / 2
+        weights = x / np.sum(x**2) * (r.last - t.last)
         tests.append(
             GroupTest(
                 "refinement",
@@ -1206,10 +1211,11 @@ def paper_map_of(
                     ),
                     _check(
                         "no_fall",
-                        f"mean D over the refinement layers not shown below D at the transition's "
-                        f"last layer by more than {negligible}",
-                        d_mean[cols].mean() - d_mean[last],
-                        d_boot[:, cols].mean(axis=1) - d_boot[:, last],
+                        f"D does not fall across the refinement: its linear change from the "
+                        f"transition's last layer to the last refinement layer not shown below "
+                        f"-{negligible}",
+                        d_mean[trend] @ weights,
+                        d_boot[:, trend] @ weights,
                         null=-negligible,
                         alternative="less",
                         passes_if_shown=False,
