@@ -392,3 +392,16 @@ def test_a_missing_control_seed_entry_is_named_with_the_command(
     code, _, err = run_main(monkeypatch, capsys, "analyze", str(run))
     assert code == 2
     assert str(gone) in err and f"mossa extract {run}" in err
+
+
+def test_run_refuses_too_many_cross_task_controls_before_training(
+    tmp_path, smoke_env, monkeypatch, capsys
+):
+    from conftest import run_main
+
+    monkeypatch.setenv("MOSSA_CACHE_DIR", smoke_env["MOSSA_CACHE_DIR"])
+    args = ("--profile", "demo-smoke", "--set", "analysis.cross_task_controls=40")
+    code, _, err = run_main(monkeypatch, capsys, "run", *args, "--out", str(tmp_path))
+    assert code == 2
+    assert "analysis.cross_task_controls=40" in err and "at most" in err
+    assert not (tmp_path / "adapters").exists()

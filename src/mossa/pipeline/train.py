@@ -15,7 +15,7 @@ from pathlib import Path
 from mossa.config import RunConfig
 from mossa.pipeline.executors import run_jobs
 from mossa.pipeline.tasks import load_run_tasks
-from mossa.run_dir import RunDir
+from mossa.run_dir import RunDir, cross_task_controls
 from mossa.training.jobs import SFT, Job, plan_jobs
 from mossa.training.loop import adapter_complete, train_lora, validate_training_inputs
 from mossa.training.lora import check_target_modules
@@ -170,6 +170,14 @@ def run(run_dir: Path, cfg: RunConfig, *, jobs: list[str] | None = None, on_reco
     """
     tasks = load_run_tasks(cfg)
     RunDir(run_dir).check_suite(tasks)
+    # refuse an impossible analysis.cross_task_controls now, not after hours of training
+    cross_task_controls(
+        [{"name": t.name, "seen": t.seen} for t in tasks],
+        controls=cfg.training.controls,
+        k=cfg.analysis.cross_task_controls,
+        cross_task=cfg.extraction.cross_task,
+        seed=cfg.seed,
+    )
     records = run_training(run_dir, cfg, tasks, only=jobs, raise_on_failure=on_records is None)
     if on_records is not None:
         on_records(records)
