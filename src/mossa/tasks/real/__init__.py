@@ -11,6 +11,7 @@ splits under different wordings. See docs/tasks.md for the task list and licence
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import cache
 
 from mossa.tasks.clusters import UNSEEN_CLUSTER
@@ -23,13 +24,17 @@ from mossa.tasks.types import Example, Task
 
 @cache
 def _rows(name: str) -> tuple[Row, ...]:
-    """The de-duplicated rows of task ``name`` (first occurrence of each key kept)."""
+    """The de-duplicated rows of task ``name``: the first of each key and of each input."""
     spec = _spec(name)
     source = load_sources()[spec.package]
     files = read_members(source, list(spec.members), batch=members_of(spec.package))
     seen: dict[str, Row] = {}
+    shown: set[str] = set()
     for row in spec.reader(files):
-        seen.setdefault(row.key, row)
+        inputs = json.dumps(row.inputs, sort_keys=True)  # cut passages may coincide
+        if row.key not in seen and inputs not in shown:
+            seen[row.key] = row
+            shown.add(inputs)
     if len(seen) < 3:
         raise ValueError(f"real task {name!r}: only {len(seen)} examples in {source.pin}")
     return tuple(seen.values())
