@@ -17,6 +17,7 @@ import mossa.pipeline.evaluate as evaluation
 import mossa.pipeline.train as stage
 from mossa.cli import app
 from mossa.config import (
+    AnalysisConfig,
     EvaluationConfig,
     ModelConfig,
     RunConfig,
@@ -208,7 +209,9 @@ def test_cli_train_and_evaluate(tmp_path):
         update={
             "tasks": TasksConfig(
                 clusters=["sentiment"], tasks_per_cluster=1, n_train=8, n_validation=4, n_test=4
-            )
+            ),
+            # one task: no other task's control to measure task specificity against
+            "analysis": AnalysisConfig(cross_task_controls=0),
         }
     )
     (tmp_path / "config.resolved.yaml").write_text(dump_config(cfg))
