@@ -334,10 +334,24 @@ def test_dry_run_plan_counts_control_seeds_and_cross_task_extraction():
 
 @pytest.fixture(scope="module")
 def seeds_run(tmp_path_factory, smoke_env):
-    """`mossa run --profile demo-smoke --set training.control_seeds=2` (the issue's command)."""
+    """`mossa run --profile demo-smoke --set training.control_seeds=2` (issue 13's command),
+    with SFT snapshots every 2 steps (issue 16's) and every measure (issue 18's) in the
+    same run, so one smoke run checks all three."""
     out = tmp_path_factory.mktemp("seeds")
     cmd = mossa_cmd(
-        "run", "--profile", "demo-smoke", "--set", "training.control_seeds=2", "--out", str(out)
+        "run",
+        "--profile",
+        "demo-smoke",
+        "--set",
+        "training.control_seeds=2",
+        "--set",
+        "training.snapshot_every=2",
+        "--set",
+        "analysis.measures=[cka,procrustes,mutual_knn,rsa]",
+        "--set",
+        "analysis.knn_k=5",
+        "--out",
+        str(out),
     )
     done = subprocess.run(cmd, capture_output=True, text=True, env=smoke_env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -405,3 +419,47 @@ def test_run_refuses_too_many_cross_task_controls_before_training(
     assert code == 2
     assert "analysis.cross_task_controls=40" in err and "at most" in err
     assert not (tmp_path / "adapters").exists()
+
+
+@pytest.mark.slow
+def test_snapshots_give_the_three_over_training_tables(seeds_run):
+    """Issue 16: cka_over_training.csv, layer_map_over_training.json and
+    clustering_over_training.csv over >= 3 snapshot steps, every task and layer."""
+    tables = seeds_run / "tables"
+    tasks = [t["name"] for t in json.loads((seeds_run / "tasks/tasks.json").read_text())["tasks"]]
+    layers = {int(r["layer"]) for r in read_csv(tables / "cka.csv")}
+    steps = sorted(
+        int(p.name.split("-")[1]) for p in (seeds_run / "adapters/sft/snapshots").iterdir()
+    )
+    assert steps == [2, 4, 6]
+    over = read_csv(tables / "cka_over_training.csv")
+    assert {(int(r["step"]), r["task"], int(r["layer"])) for r in over} == {
+        (s, t, layer) for s in steps for t in tasks for layer in layers
+    }
+    assert all(float(r["diff_ci_low"]) <= float(r["diff_ci_high"]) for r in over)
+    assert all(r["specificity"] != "nan" for r in over)  # k = 3 other controls
+    maps = json.loads((tables / "layer_map_over_training.json").read_text())
+    assert maps["steps"] == steps and [m["step"] for m in maps["maps"]] == steps
+    assert all(
+        m["paper_map"] in ("holds", "partly", "does not hold", "not testable") for m in maps["maps"]
+    )
+    clustering = read_csv(tables / "clustering_over_training.csv")
+    assert {int(r["step"]) for r in clustering} == {0, *steps}
+    assert {(r["split"], r["labels"]) for r in clustering} >= {
+        ("seen", "task"),
+        ("seen", "cluster"),
+    }
+
+
+@pytest.mark.slow
+def test_every_measure_gets_its_rows_and_layer_map(seeds_run):
+    """Issue 18: per-measure rows with calibration and the measures' agreement per layer."""
+    tables = seeds_run / "tables"
+    rows = read_csv(tables / "measures.csv")
+    assert {r["measure"] for r in rows} == {"procrustes", "mutual_knn", "rsa"}
+    assert all(float(r["ci_low"]) <= float(r["ci_high"]) for r in rows)
+    maps = json.loads((tables / "layer_groups_by_measure.json").read_text())
+    assert list(maps["measures"]) == ["cka", "procrustes", "mutual_knn", "rsa"]
+    n_layers = max(int(r["layer"]) for r in rows)
+    assert [a["layer"] for a in maps["agreement"]] == list(range(1, n_layers + 1))
+    assert "layer_groups_by_measure.json" in json.loads((tables / "checksums.json").read_text())

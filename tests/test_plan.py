@@ -72,3 +72,17 @@ def test_bundled_bases_are_sized_without_building_them(profile):
     assert plan["base_size"]["layers"] in (4, 8)
     assert plan["tasks"]["counted_from"] == "suite"
     assert plan["base_size"]["params"] > 1e4
+
+
+def test_snapshots_show_their_count_disk_and_extraction():
+    """training.snapshot_every: every K-th step and the last, each a LoRA adapter on disk and
+    one more model extracted on every task."""
+    base = make_plan(load_config(profile="demo-smoke"))
+    snap = make_plan(load_config(profile="demo-smoke", overrides=["training.snapshot_every=4"]))
+    total = base["tasks"]["total"]
+    assert base["snapshots"] == {"steps": 0, "disk_gb": 0.0}
+    assert snap["snapshots"]["steps"] == 2  # steps 4 and 6 of 6
+    assert snap["extraction"]["sft_snapshots"] == 2 * total
+    assert snap["extraction"]["entries"] == base["extraction"]["entries"] + 2 * total
+    # q/v LoRA r=8 of a 64-wide, 4-layer model: 2 modules x 4 layers x 8 x (64 + 64) x 4 B
+    assert snap["snapshots"]["disk_gb"] == pytest.approx(2 * 2 * 4 * 8 * 128 * 4 / 1e9, rel=0.5)

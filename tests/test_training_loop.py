@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 import mossa.training.loop as loop
 from char_models import make_llama, make_tokenizer
 from mossa.config import TrainingConfig
+from mossa.run_dir import snapshot_steps
 from mossa.training.loop import adapter_complete, train_lora
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -293,7 +294,7 @@ def test_snapshots_keep_the_adapter_of_every_kth_step_and_survive_a_kill(tmp_pat
     no_val = {"val": []}
     summary = train(tmp_path, "snap", steps=10, snapshot_every=4, **no_val)
     assert summary["snapshot_steps"] == [4, 8, 10]
-    assert loop.snapshot_steps(tmp_path / "snap") == [4, 8, 10]
+    assert snapshot_steps(tmp_path / "snap") == [4, 8, 10]
     folder = tmp_path / "snap" / loop.SNAPSHOTS
     for step in (4, 8, 10):
         assert adapter_complete_snapshot(folder / loop.snapshot_name(step))

@@ -71,6 +71,21 @@ class RunDirBusy(ValueError):
 SEED_SUFFIX = "__seed"
 
 
+SNAPSHOT_PREFIX = "sft_step"
+SNAPSHOTS = "snapshots"  # folder of an adapter's snapshots, one ``step-<N>`` folder each
+
+
+def snapshot_steps(adapter_dir: Path) -> list[int]:
+    """Steps of the snapshots an adapter keeps, ascending (empty without any)."""
+    folder = Path(adapter_dir) / SNAPSHOTS
+    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*") if p.is_dir())
+
+
+def snapshot_adapter(step: int) -> str:
+    """Adapter (and store model) name of the SFT snapshot at ``step``; names sort by step."""
+    return f"{SNAPSHOT_PREFIX}{step:08d}"
+
+
 def control_adapter(task: str, seed: int = 0) -> str:
     """Name of the control adapter of ``task`` (its directory under RUN/adapters).
 
@@ -157,8 +172,16 @@ class RunDir:
         return self.root / "adapters"
 
     def adapter(self, name: str) -> Path:
-        """Directory of adapter ``name`` (``sft`` or ``control__<task>``)."""
+        """Directory of adapter ``name`` (``sft``, ``control__<task>`` or an SFT snapshot
+        ``sft_step<N>``, kept inside the SFT adapter by the training loop)."""
+        if name.startswith(SNAPSHOT_PREFIX) and name[len(SNAPSHOT_PREFIX) :].isdigit():
+            step = int(name[len(SNAPSHOT_PREFIX) :])
+            return self.adapters_dir / SFT / SNAPSHOTS / f"step-{step:08d}"
         return self.adapters_dir / name
+
+    def snapshot_steps(self) -> list[int]:
+        """Steps of the SFT snapshots the trained SFT adapter keeps (empty without any)."""
+        return snapshot_steps(self.adapter(SFT))
 
     @property
     def eval_dir(self) -> Path:

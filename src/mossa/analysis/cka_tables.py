@@ -86,18 +86,3 @@ def cka_rows(model: str, task: dict, result: dict[str, np.ndarray], n: int) -> l
         }
         for layer in range(len(result["cka"]))
     ]
-
-
-def difference_matrix(rows: list[dict], tasks: list[str], n_layers: int, column: str) -> np.ndarray:
-    """SFT-minus-base ``column`` for ``tasks`` at layers 1..L, [T, L] (input of the layer map)."""
-    value = {(r["model"], r["task"], r["layer"]): r[column] for r in rows}
-    return np.array(
-        [
-            [
-                value[("sft", t, layer)] - value[("base", t, layer)]
-                for layer in range(1, n_layers + 1)
-            ]
-            for t in tasks
-        ],
-        dtype=np.float64,
-    )

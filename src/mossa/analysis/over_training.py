@@ -2,7 +2,7 @@
 
 With ``training.snapshot_every`` the SFT job keeps its adapter every K steps; extraction
 stores each snapshot's states as model :func:`snapshot_model` (step). Per snapshot this
-module gives
+module gives (store model names: :func:`mossa.run_dir.snapshot_adapter`)
 
 * ``cka_over_training.csv``: per task and layer, debiased CKA of the snapshot with the
   task's control, the paired difference to base (same bootstrap as ``cka_diff.csv``) and,
@@ -25,13 +25,7 @@ from mossa.analysis.evidence import task_evidence
 from mossa.clustering.over_steps import checkpoint_ari_rows
 from mossa.config import AnalysisConfig
 
-SNAPSHOT_PREFIX = "sft_step"
 MAJORITY = 0.5  # share of tasks whose paired interval lies above 0 that makes a layer "present"
-
-
-def snapshot_model(step: int) -> str:
-    """Store model name of the SFT snapshot at ``step`` (zero-padded: names sort by step)."""
-    return f"{SNAPSHOT_PREFIX}{step:08d}"
 
 
 def cka_over_training_rows(

@@ -109,10 +109,49 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
         "sft_relative_ci_low",
         "sft_relative_ci_high",
     ),
+    "cka_over_training": (
+        "step",
+        "task",
+        "cluster",
+        "seen",
+        "layer",
+        "cka",
+        "diff",
+        "diff_ci_low",
+        "diff_ci_high",
+        "diff_p_value",
+        "specificity",
+        "specificity_ci_low",
+        "specificity_ci_high",
+    ),
+    "clustering_over_training": ("step", "split", "layer", "labels", "ari", "silhouette"),
+    "measures": (
+        "measure",
+        "model",
+        "task",
+        "cluster",
+        "seen",
+        "layer",
+        "n",
+        "value",
+        "null_p95",
+        "ci_low",
+        "ci_high",
+    ),
 }
-INT_COLUMNS = {"layer", "n", "dims99", "n_tasks", "n_prompts", "draws", "k", "n_seeds"}
+INT_COLUMNS = {"layer", "n", "dims99", "n_tasks", "n_prompts", "draws", "k", "n_seeds", "step"}
 BOOL_COLUMNS = {"seen", "competent", "capped"}
-TEXT_COLUMNS = {"model", "task", "cluster", "measure", "metric", "test", "reason"}
+TEXT_COLUMNS = {
+    "model",
+    "task",
+    "cluster",
+    "measure",
+    "metric",
+    "test",
+    "reason",
+    "split",
+    "labels",
+}
 
 
 def _cell(value) -> str:

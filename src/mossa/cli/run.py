@@ -100,8 +100,14 @@ def _print_plan(run_dir: Path, cfg, json_out: bool, redo: str | None) -> None:
     console.print(
         f"activation store: {plan['activation_disk_gb']:.2f} GB, {e['entries']} entries (base "
         f"and SFT {e['base_and_sft']}, own controls {e['own_controls']}, other tasks' controls "
-        f"{e['cross_task_controls']}, control seeds {e['control_seeds']})"
+        f"{e['cross_task_controls']}, control seeds {e['control_seeds']}, SFT snapshots "
+        f"{e['sft_snapshots']})"
     )
+    if plan["snapshots"]["steps"]:
+        console.print(
+            f"SFT snapshots: {plan['snapshots']['steps']} adapters, about "
+            f"{plan['snapshots']['disk_gb'] * 1000:.1f} MB (training.snapshot_every)"
+        )
     a = plan["assumptions"]
     console.print(
         f"[dim]assumes {a['sustained_fraction']:.0%} of {a['peak_tflops']:.0f} TFLOP/s bf16 "

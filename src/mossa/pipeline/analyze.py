@@ -1,9 +1,11 @@
 """`mossa analyze`: every table of RUN/tables from the activation store, in one pass.
 
-Each task's base, sft and control states (and the other controls and control seeds
-extracted on its prompts) are loaded once; CKA statistics are batched over layers; seen
-tasks' base and SFT states are kept (float32) for clustering and t-SNE. Last
-come the layer map (layer_groups.json) and the findings the report states (findings.json).
+Each task's base, sft and control states (and the other controls, control seeds and SFT
+snapshots extracted on its prompts) are loaded once; CKA statistics are batched over
+layers; the states of the tasks clustered (competent seen tasks, and per snapshot every
+task) are kept for clustering and t-SNE. Last come the layer maps (layer_groups.json, per
+measure and per snapshot) and the findings the report states (findings.json). Only
+competent tasks (tables/task_metrics.csv) enter the layer map and the verdicts.
 """
 
 from __future__ import annotations
@@ -17,16 +19,26 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from mossa.analysis import cka_tables, correlations, embeddings, evidence, kmeans, pca
-from mossa.analysis.competence import read_task_metrics
+from mossa.analysis import (
+    cka_tables,
+    correlations,
+    data_size,
+    embeddings,
+    evidence,
+    kmeans,
+    measure_tables,
+    over_training,
+    pca,
+)
+from mossa.analysis.competence import competent_tasks, read_task_metrics
 from mossa.analysis.findings import compute_findings
-from mossa.analysis.layer_map import LayerMap, find_layer_groups
+from mossa.analysis.layer_map import LayerMap, layer_map_from_rows
 from mossa.analysis.tables import quiet_nan_aggregates, read_arrays, write_json, write_table
 from mossa.config import RunConfig
 from mossa.io import CHECKSUM_FILE, atomic_write_bytes, write_checksums
 from mossa.pipeline.extract import run_plan
 from mossa.pipeline.runner import read_manifest
-from mossa.run_dir import CONTROL_DIR_PREFIX, RunDir, control_adapter
+from mossa.run_dir import CONTROL_DIR_PREFIX, RunDir, control_adapter, snapshot_adapter
 from mossa.similarity import DegenerateInputWarning
 from mossa.store import ActivationStore
 
@@ -57,16 +69,25 @@ def _load_aligned(
 
 
 def _analyze_task(
-    store: ActivationStore, task: dict, cfg: RunConfig, run: RunDir, extra: dict[str, list[str]]
+    store: ActivationStore,
+    task: dict,
+    cfg: RunConfig,
+    run: RunDir,
+    extra: dict[str, list[str]],
+    snapshots: list[int],
 ) -> tuple[dict[str, np.ndarray], list[dict], list[dict], dict[str, list[dict]]]:
-    """One task: its states, cka.csv and pca_dims.csv rows, and its rows of the evidence
-    tables (:mod:`mossa.analysis.evidence`); writes its cross-layer matrices.
+    """One task: its states (base, sft, control and each snapshot), cka.csv and
+    pca_dims.csv rows, and its rows of the further tables (evidence, data size, measures,
+    CKA over training); writes its cross-layer matrices.
 
     ``extra`` lists the store models of other tasks' controls (``others``) and further
-    control seeds (``seeds``) extracted on this task's prompts.
+    control seeds (``seeds``) extracted on this task's prompts; ``snapshots`` the SFT
+    snapshot steps.
     """
     name = task["name"]
-    loaded = _load_aligned(store, name, (*extra["others"], *extra["seeds"]))
+    snapshot_models = [snapshot_adapter(step) for step in snapshots]
+    loaded = _load_aligned(store, name, (*extra["others"], *extra["seeds"], *snapshot_models))
+    acfg = cfg.analysis
     found = evidence.task_evidence(
         loaded,
         task,
@@ -75,8 +96,34 @@ def _analyze_task(
         analysis=cfg.analysis,
         seed=cka_tables.pair_seed(cfg.seed, "paired", name),
     )
-    states = {m: loaded[m] for m in (*cka_tables.MODELS, CONTROL)}
+    found["cka_over_training"] = [
+        row
+        for step, model in zip(snapshots, snapshot_models, strict=True)
+        for row in over_training.cka_over_training_rows(
+            step,
+            {
+                "base": loaded["base"],
+                "snapshot": loaded[model],
+                "control": loaded[CONTROL],
+                **{o: loaded[o] for o in extra["others"]},
+            },
+            task,
+            others=extra["others"],
+            analysis=acfg,
+            seed=cka_tables.pair_seed(cfg.seed, model, name),
+        )
+    ]
+    states = {m: loaded[m] for m in (*cka_tables.MODELS, CONTROL, *snapshot_models)}
     del loaded
+    core = {m: states[m] for m in (*cka_tables.MODELS, CONTROL)}
+    found["data_size"] = data_size.data_size_rows(core, name, acfg, cfg.seed)
+    found["measures"] = measure_tables.measure_rows(
+        task,
+        core,
+        measures=acfg.measures,
+        analysis=acfg,
+        seed=cka_tables.pair_seed(cfg.seed, "measures", name),
+    )
     n = states[CONTROL].shape[1]
     cka_rows, cross = [], {}
     for model in cka_tables.MODELS:
@@ -89,7 +136,7 @@ def _analyze_task(
     _save_npz(run.cross_layer(name), cross)
     pca_rows = [
         row
-        for model, hidden in states.items()
+        for model, hidden in core.items()
         for row in pca.pca_rows(model, name, hidden, cfg.analysis.pca_variance)
     ]
     return states, cka_rows, pca_rows, found
@@ -154,30 +201,37 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
     store = run.store()
     out = run.tables_dir
     extra = evidence_models(run, tasks, cfg)
+    snapshots = snapshot_steps(run, tasks, cfg)
+    metric_rows = read_task_metrics(run, cfg)
+    competent = competent_tasks(metric_rows)  # None: not checked, every task counts
+    mapped = [t for t in tasks if competent is None or t["name"] in competent]
+    mapped_set = {t["name"] for t in mapped}
     cka_rows, pca_rows, degenerate = [], [], []
-    evidence_rows: dict[str, list[dict]] = {"cka_diff": [], "specificity": [], "ceiling": []}
-    kept: dict[str, list[np.ndarray]] = {m: [] for m in cka_tables.MODELS}
-    labels: list[str] = []
-    row_tasks: list[str] = []
+    more: dict[str, list[dict]] = {
+        "cka_diff": [],
+        "specificity": [],
+        "ceiling": [],
+        "data_size": [],
+        "measures": [],
+        "cka_over_training": [],
+    }
+    kept = _Kept(snapshots)
     n_layers = None
     for task in tqdm(tasks, desc="analyze", unit="task"):
         with _collect_degenerate(degenerate, task["name"]):
             states, task_cka, task_pca, found = _analyze_task(
-                store, task, cfg, run, extra[task["name"]]
+                store, task, cfg, run, extra[task["name"]], snapshots
             )
         cka_rows.extend(task_cka)
         for table, rows in found.items():
-            evidence_rows[table].extend(rows)
+            more[table].extend(rows)
         pca_rows.extend(task_pca)
         depth = states[CONTROL].shape[0] - 1
         if n_layers is not None and depth != n_layers:
             raise ValueError(f"task {task['name']!r} has {depth} layers, earlier tasks {n_layers}")
         n_layers = depth
-        if task["seen"]:
-            for model in cka_tables.MODELS:
-                kept[model].append(states[model])
-            labels.extend([task["cluster"]] * states[CONTROL].shape[1])
-            row_tasks.extend([task["name"]] * states[CONTROL].shape[1])
+        kept.add(task, states, clustered=task["seen"] and task["name"] in mapped_set)
+        del states
     if degenerate:
         warnings.warn(
             f"{len(degenerate)} degenerate-input warning(s) from the similarity core (NaN or "
@@ -187,60 +241,190 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
         )
 
     write_table(out / "cka.csv", "cka", cka_rows)
-    for table, rows in evidence_rows.items():
+    for table, rows in more.items():
+        if table in ("measures", "cka_over_training") and not rows:
+            continue  # written only when asked for (analysis.measures, snapshot_every)
         write_table(out / f"{table}.csv", table, rows)
     write_table(out / "pca_dims.csv", "pca_dims", pca_rows)
     write_table(out / "readability.csv", "readability", correlations.readability_rows(tasks))
     write_table(
-        out / "correlations.csv", "correlations", correlations.correlation_rows(cka_rows, tasks)
+        out / "correlations.csv",
+        "correlations",
+        correlations.correlation_rows(cka_rows, tasks, keep=competent),
     )
-    write_table(out / "task_metrics.csv", "task_metrics", read_task_metrics(run, cfg))
-    the_map = layer_map(cka_rows, tasks, n_layers, acfg.group_bootstrap, cfg.seed)
+    write_table(out / "task_metrics.csv", "task_metrics", metric_rows)
+    mapped_names = [t["name"] for t in mapped if t["seen"]]
+    the_map = layer_map(cka_rows, mapped_names, acfg.group_bootstrap, cfg.seed)
     write_json(out / "layer_groups.json", the_map.to_json())
+    if more["measures"]:
+        write_json(
+            out / "layer_groups_by_measure.json",
+            maps_by_measure(the_map, more["measures"], mapped_names, n_layers, acfg, cfg.seed),
+        )
 
-    stacked = {m: np.concatenate(v, axis=1) for m, v in kept.items() if v}
-    kept.clear()
-    layers = embeddings.default_layers(n_layers, acfg.tsne_layers) if stacked else []
+    layers = embeddings.default_layers(n_layers, acfg.tsne_layers) if kept.clustered else []
     # scikit-learn's OpenMP threads spin-wait; next to numpy's and torch's thread pools on a
     # busy machine that made k-means and t-SNE 20-100x slower. One OpenMP thread is fast.
     with threadpool_limits(limits=1, user_api="openmp"):
-        ari = kmeans.clustering_rows(stacked, np.array(labels), seed=cfg.seed)
+        stacked = kept.stacked()
+        ari = kmeans.clustering_rows(stacked, kept.labels(), seed=cfg.seed)
         tsne = embeddings.tsne_rows(
-            stacked, row_tasks, labels, layers, perplexity=acfg.tsne_perplexity, seed=cfg.seed
+            stacked,
+            kept.row_tasks,
+            kept.labels(),
+            layers,
+            perplexity=acfg.tsne_perplexity,
+            seed=cfg.seed,
         )
+        del stacked
+        clustering_steps = kept.over_training_rows(cfg.seed)
     write_table(out / "clustering.csv", "clustering", ari)
     write_table(out / "tsne.csv", "tsne", tsne)
+    if snapshots:
+        write_table(
+            out / "clustering_over_training.csv", "clustering_over_training", clustering_steps
+        )
+        write_json(
+            out / "layer_map_over_training.json",
+            maps_over_training(cka_rows, more["cka_over_training"], mapped_names, acfg, cfg.seed),
+        )
     # The findings read the tables back: every number in them is one a reader of the files gets.
     with quiet_nan_aggregates():
-        findings = compute_findings(read_arrays(run), the_map)
+        findings = compute_findings(read_arrays(run), the_map, tables_dir=out)
     write_json(out / "findings.json", findings)
     # last: a checksum of every table, so the report never reads a damaged or stale one
     tables = sorted(str(p.relative_to(out)) for p in out.rglob("*") if _is_table(p))
     write_checksums(out, tables)
 
 
+class _Kept:
+    """States kept across tasks for clustering: the clustered (seen, competent) tasks'
+    base and SFT states with their labels, and per snapshot every task's states by split
+    (step 0 is the base model). Clustering over training describes how SFT's states
+    organise, which needs no control: every task enters it, competent or not."""
+
+    def __init__(self, snapshots: list[int]):
+        self.snapshots = snapshots
+        self.models: dict[str, list[np.ndarray]] = {m: [] for m in cka_tables.MODELS}
+        self.clusters: list[str] = []
+        self.row_tasks: list[str] = []
+        self.by_step: dict[tuple[int, str], list[tuple[np.ndarray, str, str]]] = {}
+
+    @property
+    def clustered(self) -> bool:
+        return bool(self.clusters)
+
+    def add(self, task: dict, states: dict[str, np.ndarray], *, clustered: bool) -> None:
+        n = states[CONTROL].shape[1]
+        if clustered:
+            for model in cka_tables.MODELS:
+                self.models[model].append(states[model])
+            self.clusters.extend([task["cluster"]] * n)
+            self.row_tasks.extend([task["name"]] * n)
+        if not self.snapshots:
+            return
+        split = "seen" if task["seen"] else "unseen"
+        for step in (0, *self.snapshots):
+            hidden = states["base" if step == 0 else snapshot_adapter(step)]
+            self.by_step.setdefault((step, split), []).append(
+                (hidden, task["name"], task["cluster"])
+            )
+
+    def labels(self) -> np.ndarray:
+        return np.array(self.clusters)
+
+    def stacked(self) -> dict[str, np.ndarray]:
+        return {m: np.concatenate(v, axis=1) for m, v in self.models.items() if v}
+
+    def over_training_rows(self, seed: int) -> list[dict]:
+        """Rows of clustering_over_training.csv (k-means ARI per step, split, layer)."""
+        rows = []
+        for step in (0, *self.snapshots) if self.snapshots else ():
+            splits = {}
+            for split in ("seen", "unseen"):
+                items = self.by_step.get((step, split), [])
+                if not items:
+                    continue
+                names = np.concatenate([[t] * h.shape[1] for h, t, _ in items])
+                clusters = np.concatenate([[c] * h.shape[1] for h, _, c in items])
+                hidden = np.concatenate([h for h, _, _ in items], axis=1)
+                splits[split] = (hidden, names, clusters)
+            rows += over_training.clustering_over_training_rows(step, splits, seed=seed)
+        return rows
+
+
+def snapshot_steps(run: RunDir, tasks: list[dict], cfg: RunConfig) -> list[int]:
+    """The SFT snapshot steps to analyse (none without ``training.snapshot_every``), each
+    checked extracted for every task."""
+    if not cfg.training.snapshot_every:
+        return []
+    steps = run.snapshot_steps()
+    store = run.store()
+    for step in steps:
+        for task in tasks:
+            if not store.has(snapshot_adapter(step), task["name"]):
+                raise FileNotFoundError(
+                    f"{store.path(snapshot_adapter(step), task['name'])} is missing (the "
+                    f"config asks for SFT snapshots: training.snapshot_every); extract it with "
+                    f"`mossa extract {run.root}`"
+                )
+    return steps
+
+
 def _is_table(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.name != CHECKSUM_FILE
 
 
-def layer_map(
-    cka_rows: list[dict], tasks: list[dict], n_layers: int, n_boot: int, seed: int
-) -> LayerMap:
-    """layer_groups.json: the map from debiased CKA, plus the same fit on biased CKA."""
-    seen = [t["name"] for t in tasks if t["seen"]]
-    diffs = {
-        c: cka_tables.difference_matrix(cka_rows, seen, n_layers, c) for c in ("cka", "cka_biased")
+def layer_map(cka_rows: list[dict], tasks: list[str], n_boot: int, seed: int) -> LayerMap:
+    """layer_groups.json: the map of ``tasks`` (the competent seen ones) from debiased CKA,
+    plus the same fit on biased CKA (see docs/layermap.md)."""
+    return layer_map_from_rows(cka_rows, n_boot=n_boot, seed=seed, tasks=tasks)
+
+
+def maps_by_measure(
+    cka_map: LayerMap, rows: list[dict], tasks: list[str], n_layers: int, acfg, seed: int
+) -> dict:
+    """layer_groups_by_measure.json: the layer map under each measure and where they agree."""
+    maps = {"cka": cka_map.to_json()}
+    for measure in acfg.measures:
+        if measure != "cka":
+            maps[measure] = layer_map(
+                measure_tables.as_cka_rows(rows, measure), tasks, acfg.group_bootstrap, seed
+            ).to_json()
+    return {"measures": maps, "agreement": measure_tables.agreement(maps, n_layers)}
+
+
+def maps_over_training(
+    cka_rows: list[dict], rows: list[dict], tasks: list[str], acfg, seed: int
+) -> dict:
+    """layer_map_over_training.json: the layer map at each SFT snapshot (base rows of
+    cka.csv with the snapshot as SFT), when its groups first appear and first hold, and
+    from which step task-specific similarity is present (:func:`over_training.emergence`)."""
+    base = [r for r in cka_rows if r["model"] == "base"]
+    steps = sorted({r["step"] for r in rows})
+    maps = []
+    for step in steps:
+        the_map = layer_map(
+            base + over_training.snapshot_cka_rows(rows, step), tasks, acfg.group_bootstrap, seed
+        )
+        data = the_map.to_json()
+        maps.append(
+            {
+                "step": step,
+                "structure": data["structure"],
+                "groups": data.get("groups"),
+                "paper_map": the_map.paper_map.verdict if the_map.paper_map else "not testable",
+                "confidence": data.get("confidence", {}),
+            }
+        )
+    found = over_training.emergence(rows, tasks)
+    return {
+        "steps": steps,
+        "maps": maps,
+        "first_structure_step": next((m["step"] for m in maps if m["structure"]), None),
+        "first_holds_step": next((m["step"] for m in maps if m["paper_map"] == "holds"), None),
+        "emergence": {"step": found["step"], "layers": found["layers"]},
     }
-    # A task with an undefined CKA (a layer whose states do not vary) cannot enter the map.
-    usable = np.isfinite(diffs["cka"]).all(axis=1) & np.isfinite(diffs["cka_biased"]).all(axis=1)
-    fits = {c: find_layer_groups(d[usable], n_boot=n_boot, seed=seed) for c, d in diffs.items()}
-    return LayerMap(
-        measure="debiased CKA, SFT minus base, each against the task's control",
-        tasks=tuple(t for t, ok in zip(seen, usable, strict=True) if ok),
-        excluded_tasks=tuple(t for t, ok in zip(seen, usable, strict=True) if not ok),
-        fit=fits["cka"],
-        biased=fits["cka_biased"],
-    )
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

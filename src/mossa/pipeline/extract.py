@@ -27,7 +27,14 @@ from mossa.inference.hidden_states import (
 )
 from mossa.io import verify_checksums
 from mossa.models import lm
-from mossa.run_dir import SFT, RunDir, control_adapter, control_tasks, cross_task_controls
+from mossa.run_dir import (
+    SFT,
+    RunDir,
+    control_adapter,
+    control_tasks,
+    cross_task_controls,
+    snapshot_adapter,
+)
 from mossa.store import ActivationStore, prompt_hash
 
 
@@ -47,7 +54,12 @@ def _adapter_sha256(adapter_dir: Path, run_dir: Path) -> str:
 
 
 def plan_jobs(
-    tasks: list[dict], *, controls: str, cross: dict[str, list[str]], control_seeds: int = 1
+    tasks: list[dict],
+    *,
+    controls: str,
+    cross: dict[str, list[str]],
+    control_seeds: int = 1,
+    snapshots: list[int] = (),
 ) -> list[tuple]:
     """(adapter, store model, task) triples, grouped by adapter: base, sft, then controls.
 
@@ -56,7 +68,8 @@ def plan_jobs(
     task (``cross[task]`` lists them, see :func:`mossa.run_dir.cross_task_controls`) as
     ``"control__<its task>"``; seed i >= 1 of a task's control, on that task's prompts,
     as ``"control__<task>__seed<i>"`` (its adapter name). With ``controls == "seen"``
-    only seen tasks have a control.
+    only seen tasks have a control. Each SFT snapshot step in ``snapshots`` runs on every
+    task as model ``"sft_step<N>"`` (its adapter name, :func:`mossa.run_dir.snapshot_adapter`).
     """
     names = [t["name"] for t in tasks]
     jobs = [(None, "base", t) for t in names] + [(SFT, SFT, t) for t in names]
@@ -68,12 +81,15 @@ def plan_jobs(
         for replica in range(1, control_seeds):
             adapter = control_adapter(task, replica)
             jobs.append((adapter, adapter, task))
+    for step in snapshots:
+        adapter = snapshot_adapter(step)
+        jobs.extend((adapter, adapter, task) for task in names)
     return jobs
 
 
-def run_plan(tasks: list[dict], cfg: RunConfig) -> list[tuple]:
+def run_plan(tasks: list[dict], cfg: RunConfig, snapshots: list[int] = ()) -> list[tuple]:
     """:func:`plan_jobs` for a run's config (ValueError for a bad
-    ``analysis.cross_task_controls``)."""
+    ``analysis.cross_task_controls``); ``snapshots``: the SFT snapshot steps to extract."""
     cross = cross_task_controls(
         tasks,
         controls=cfg.training.controls,
@@ -82,7 +98,11 @@ def run_plan(tasks: list[dict], cfg: RunConfig) -> list[tuple]:
         seed=cfg.seed,
     )
     return plan_jobs(
-        tasks, controls=cfg.training.controls, cross=cross, control_seeds=cfg.training.control_seeds
+        tasks,
+        controls=cfg.training.controls,
+        cross=cross,
+        control_seeds=cfg.training.control_seeds,
+        snapshots=snapshots,
     )
 
 
@@ -192,7 +212,8 @@ def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> Non
     for t in tasks:
         if not prompts.get(t["name"]):
             raise ValueError(f"task {t['name']!r} has no analysis prompts in {run.tasks_dir}")
-    jobs = run_plan(tasks, cfg)
+    snapshots = run.snapshot_steps() if cfg.training.snapshot_every else []
+    jobs = run_plan(tasks, cfg, snapshots)
     adapter_dirs = {a: run.adapter(a) for a, _, _ in jobs if a is not None}
     expected = _expected_manifests(cfg, jobs, prompts, adapter_dirs, run_dir)
     done = _matching_entries(store, expected, _CHECKED_BEFORE_LOAD, force=force, verify=True)

@@ -84,7 +84,8 @@ def extraction_entries(cfg: RunConfig, seen: int, total: int) -> dict[str, int]:
     Base and SFT on every task; per task with a control its own control, the other tasks'
     controls for task specificity (``analysis.cross_task_controls``, or all with
     ``extraction.cross_task``; ValueError naming the key when there are too few) and the
-    control's further seeds for the noise ceiling (``training.control_seeds`` − 1).
+    control's further seeds for the noise ceiling (``training.control_seeds`` − 1); every
+    SFT snapshot on every task (``training.snapshot_every``).
     """
     from mossa.run_dir import cross_task_controls
 
@@ -102,8 +103,25 @@ def extraction_entries(cfg: RunConfig, seen: int, total: int) -> dict[str, int]:
         "own_controls": n_controls,
         "cross_task_controls": sum(len(v) for v in cross.values()),
         "control_seeds": n_controls * (cfg.training.control_seeds - 1),
+        "sft_snapshots": len(snapshot_plan(cfg)) * total,
     }
     return {**counts, "entries": sum(counts.values())}
+
+
+def snapshot_plan(cfg: RunConfig) -> list[int]:
+    """Steps the SFT job keeps a snapshot at: every ``snapshot_every``-th and the last (fewer
+    when early stopping ends the job sooner)."""
+    every, steps = cfg.training.snapshot_every, cfg.training.sft_steps
+    if not every:
+        return []
+    return sorted({*range(every, steps + 1, every), steps})
+
+
+def adapter_bytes(cfg: RunConfig, size: dict[str, float]) -> float:
+    """Bytes of one LoRA adapter in float32: r x (d_in + d_out) per adapted square module of
+    every layer (q/v-like; an estimate for other modules)."""
+    per_module = cfg.training.lora_r * 2 * size["hidden"] * 4
+    return per_module * len(cfg.training.target_modules) * size["layers"]
 
 
 def count_tasks(cfg: RunConfig) -> tuple[int, int, str]:
@@ -164,6 +182,10 @@ def make_plan(cfg: RunConfig) -> dict:
             "total": sum(j.gpu_hours for j in jobs) + extract_hours,
         },
         "activation_disk_gb": act_bytes / 1e9,
+        "snapshots": {
+            "steps": len(snapshot_plan(cfg)),
+            "disk_gb": len(snapshot_plan(cfg)) * adapter_bytes(cfg, size) / 1e9,
+        },
         "assumptions": {
             "peak_tflops": PEAK_TFLOPS,
             "sustained_fraction": SUSTAINED_FRACTION,

@@ -63,6 +63,7 @@ def train_job(job: Job, *, base_path: str, out_root: str, cfg: RunConfig, progre
         max_length=cfg.model.max_length,
         name=job.name,
         progress=progress,
+        snapshot_every=cfg.training.snapshot_every if job.name == SFT else None,
     )
 
 

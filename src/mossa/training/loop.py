@@ -36,12 +36,12 @@ from transformers import get_cosine_schedule_with_warmup
 from mossa.config import TrainingConfig
 from mossa.io import CHECKSUM_FILE, checksums_match, verify_checksums, write_checksums
 from mossa.models.lm import pad_id
+from mossa.run_dir import SNAPSHOTS, snapshot_steps
 from mossa.training.data import batch_order, collate, encode_items
 from mossa.training.lora import attach_lora, check_target_modules, save_adapter
 from mossa.training.loss import target_only_loss
 
 LOG_FIELDS = ("step", "loss", "lr", "tokens", "tokens_per_s", "val_loss")
-SNAPSHOTS = "snapshots"
 SNAPSHOT_FILES = ("adapter_model.safetensors", "adapter_config.json")
 ADAPTER_FILES = (
     "adapter_model.safetensors",
@@ -208,12 +208,6 @@ def save_snapshot(model, snapshots_dir: Path, step: int) -> None:
     write_checksums(tmp, list(SNAPSHOT_FILES))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-
-
-def snapshot_steps(adapter_dir: Path) -> list[int]:
-    """Steps of the snapshots a finished adapter keeps, ascending (empty without any)."""
-    folder = Path(adapter_dir) / SNAPSHOTS
-    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*") if p.is_dir())
 
 
 @torch.no_grad()
