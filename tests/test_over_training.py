@@ -9,9 +9,9 @@ from mossa.analysis.over_training import (
     clustering_over_training_rows,
     emergence,
     snapshot_cka_rows,
-    snapshot_model,
 )
 from mossa.config import AnalysisConfig
+from mossa.run_dir import snapshot_adapter
 
 LAYERS, N, D = 7, 40, 12  # layers 0..6
 STEPS = (2, 4, 6, 8, 10)
@@ -80,4 +80,4 @@ def test_clustering_rows_per_split_and_label_kind():
     )
     assert {(r["split"], r["labels"]) for r in rows} == {("seen", "task"), ("seen", "cluster")}
     assert all(r["ari"] > 0.9 for r in rows if r["labels"] == "task")
-    assert snapshot_model(12) == "sft_step00000012"
+    assert snapshot_adapter(12) == "sft_step00000012"
