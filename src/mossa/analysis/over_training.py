@@ -1,8 +1,8 @@
 """When: the SFT model's snapshots over training, compared with the controls and clustered.
 
 With ``training.snapshot_every`` the SFT job keeps its adapter every K steps; extraction
-stores each snapshot's states as model :func:`snapshot_model` (step). Per snapshot this
-module gives (store model names: :func:`mossa.run_dir.snapshot_adapter`)
+stores each snapshot's states as model :func:`mossa.run_dir.snapshot_adapter` (step). Per
+snapshot this module gives
 
 * ``cka_over_training.csv``: per task and layer, debiased CKA of the snapshot with the
   task's control, the paired difference to base (same bootstrap as ``cka_diff.csv``) and,
