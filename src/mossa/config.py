@@ -237,7 +237,9 @@ class AnalysisConfig(Section):
         200, description="Permutations of the null distribution of CKA."
     )
     bootstrap: PositiveInt = Field(200, description="Bootstrap resamples of the CKA interval.")
-    group_bootstrap: PositiveInt = Field(200, description="Task-bootstrap refits of the layer map.")
+    group_bootstrap: PositiveInt = Field(
+        999, description="Task-bootstrap draws of the layer map (its p-values floor at 1/(B+1))."
+    )
     measures: list[Literal["cka", "procrustes", "mutual_knn", "rsa"]] = Field(
         ["cka"],
         description="Similarity measures of the MOSSA comparison: CKA always gives cka.csv and "
