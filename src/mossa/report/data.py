@@ -6,6 +6,8 @@ from layer_groups.json, and every number and verdict its text states from findin
 
 from __future__ import annotations
 
+import csv
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -13,9 +15,10 @@ import numpy as np
 
 from mossa.analysis.findings import check_findings
 from mossa.analysis.layer_map import LayerMap
+from mossa.analysis.over_training import MAJORITY
 from mossa.analysis.tables import STAGE, TableArrays, read_arrays, read_table, read_table_json
 from mossa.config import RunConfig
-from mossa.io import verify_checksums
+from mossa.io import corrupt, read_text, verify_checksums
 from mossa.run_dir import RunDir
 
 
@@ -26,10 +29,27 @@ def cluster_name(cluster: str) -> str:
     return CLUSTER_NAMES.get(cluster, cluster)
 
 
+def _grids(
+    rows: list[dict], tasks: list[str], n_layers: int, columns: tuple[str, ...], key
+) -> dict:
+    """``key(row, column)`` -> array [task, layer 0..L] of the rows' ``columns`` (NaN elsewhere;
+    rows of tasks not in ``tasks`` are skipped)."""
+    index = {t: i for i, t in enumerate(tasks)}
+    out: dict = {}
+    for r in rows:
+        if r["task"] not in index:
+            continue
+        for c in columns:
+            grid = out.setdefault(key(r, c), np.full((len(tasks), n_layers + 1), np.nan))
+            grid[index[r["task"]], r["layer"]] = np.nan if r[c] is None else r[c]
+    return out
+
+
 @dataclass
 class Evidence:
     """cka_diff.csv, specificity.csv and ceiling.csv as arrays [task, layer 0..L] (tasks in
-    cka.csv order; NaN where a table has no row, e.g. no ceiling without control seeds).
+    cka.csv order; NaN where a table has no row, e.g. no ceiling without control seeds, or
+    everywhere when the run predates these tables).
 
     ``diff``, ``ceiling``: column -> array; ``specificity``: (model, column) -> array.
     """
@@ -37,6 +57,12 @@ class Evidence:
     diff: dict[str, np.ndarray]
     specificity: dict[tuple[str, str], np.ndarray]
     ceiling: dict[str, np.ndarray]
+    k: int | None  # other tasks' controls per task in specificity.csv (None: no rows)
+    n_seeds: int | None  # control seeds behind ceiling.csv (None: no rows)
+
+    @property
+    def has_diff(self) -> bool:
+        return bool(np.isfinite(self.diff["diff"]).any())
 
     @property
     def has_specificity(self) -> bool:
@@ -47,32 +73,212 @@ class Evidence:
         return bool(np.isfinite(self.ceiling["ceiling"]).any())
 
 
+def _rows(run: RunDir, name: str) -> list[dict]:
+    """Rows of table ``name`` (a schema of :mod:`mossa.analysis.tables`); [] when missing."""
+    path = run.table(f"{name}.csv")
+    return read_table(path, name) if path.is_file() else []
+
+
 def read_evidence(run: RunDir, tasks: list[str], n_layers: int) -> Evidence:
     """The evidence tables of ``run`` (see :mod:`mossa.analysis.evidence`) as arrays."""
-    index = {t: i for i, t in enumerate(tasks)}
-
-    def grids(name: str, columns: tuple[str, ...], key=lambda r, c: c) -> dict:
-        out: dict = {}
-        for r in read_table(run.table(f"{name}.csv"), name):
-            if r["task"] not in index:
-                continue
-            for c in columns:
-                grid = out.setdefault(key(r, c), np.full((len(tasks), n_layers + 1), np.nan))
-                grid[index[r["task"]], r["layer"]] = np.nan if r[c] is None else r[c]
-        return out
-
     empty = np.full((len(tasks), n_layers + 1), np.nan)
     diff_cols = ("diff", "ci_low", "ci_high", "p_value", "diff_biased")
     spec_cols = ("specificity", "ci_low", "ci_high", "p_value")
     ceil_cols = ("ceiling", "ci_low", "ci_high", "sft_cka", "sft_relative")
     ceil_cols += ("sft_relative_ci_low", "sft_relative_ci_high")
-    diff = grids("cka_diff", diff_cols)
-    spec = grids("specificity", spec_cols, key=lambda r, c: (r["model"], c))
-    ceiling = grids("ceiling", ceil_cols)
+    spec_rows, ceil_rows = _rows(run, "specificity"), _rows(run, "ceiling")
+    diff = _grids(_rows(run, "cka_diff"), tasks, n_layers, diff_cols, lambda r, c: c)
+    spec = _grids(spec_rows, tasks, n_layers, spec_cols, lambda r, c: (r["model"], c))
+    ceiling = _grids(ceil_rows, tasks, n_layers, ceil_cols, lambda r, c: c)
     return Evidence(
         diff={c: diff.get(c, empty) for c in diff_cols},
         specificity={(m, c): spec.get((m, c), empty) for m in ("base", "sft") for c in spec_cols},
         ceiling={c: ceiling.get(c, empty) for c in ceil_cols},
+        k=max((r["k"] for r in spec_rows), default=None),
+        n_seeds=max((r["n_seeds"] for r in ceil_rows), default=None),
+    )
+
+
+# Tables of the over-training analysis (issue 16) and of the measures beside CKA (issue 18):
+# optional, so their columns and types are read here; a run without them gets no rows.
+OVER_TRAINING_COLUMNS = (
+    "step",
+    "task",
+    "cluster",
+    "seen",
+    "layer",
+    "cka",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "diff_p_value",
+    "specificity",
+    "specificity_ci_low",
+    "specificity_ci_high",
+)
+CLUSTERING_OVER_TRAINING_COLUMNS = ("step", "split", "layer", "labels", "ari", "silhouette")
+MEASURES_COLUMNS = (
+    "measure",
+    "model",
+    "task",
+    "cluster",
+    "seen",
+    "layer",
+    "n",
+    "value",
+    "null_p95",
+    "ci_low",
+    "ci_high",
+)
+_TEXT = {"task", "cluster", "split", "labels", "measure", "model"}
+_INT = {"step", "layer", "n"}
+
+
+def _cell(column: str, text: str):
+    if column in _TEXT:
+        return text
+    if column == "seen":
+        if text not in ("true", "false"):
+            raise ValueError(f"expected true or false, found {text!r}")
+        return text == "true"
+    if column in _INT:
+        return int(text)
+    return math.nan if text == "" else float(text)
+
+
+def read_optional_table(path: Path, columns: tuple[str, ...]) -> list[dict]:
+    """Typed rows of a CSV table a run may lack ([] when the file does not exist).
+
+    A file whose header is not ``columns`` or with an unreadable row is a CorruptRunFile
+    naming the file, the line and `mossa analyze`; empty cells and "nan" read as NaN.
+    """
+    if not path.is_file():
+        return []
+    run_dir = path.parent.parent
+    lines = read_text(path, stage=STAGE, run_dir=run_dir).splitlines()
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = tuple(next(reader, ()))
+        if header != columns:
+            raise ValueError(f"columns {header}, expected {columns}")
+        rows = []
+        for line in reader:
+            if len(line) != len(header):
+                raise ValueError(f"{len(line)} cells, expected {len(header)}")
+            rows.append({c: _cell(c, v) for c, v in zip(header, line, strict=True)})
+    except (ValueError, csv.Error) as exc:
+        raise corrupt(path, f"line {reader.line_num}: {exc}", STAGE, run_dir) from None
+    return rows
+
+
+def _json_with(*keys: str):
+    """A parser for :func:`read_table_json` that requires the top-level ``keys``."""
+
+    def parse(data: dict) -> dict:
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ValueError(f"lacks the fields {missing}")
+        return data
+
+    return parse
+
+
+def _optional_json(run: RunDir, name: str, *keys: str) -> dict | None:
+    path = run.table(name)
+    return read_table_json(path, _json_with(*keys)) if path.is_file() else None
+
+
+@dataclass
+class OverTraining:
+    """The SFT snapshots over training (tables/*_over_training.*, issue 16).
+
+    ``cka``: column of cka_over_training.csv -> array [step, task, layer 0..L] (steps
+    ascending, NaN where a row is missing); ``clustering``: the rows of
+    clustering_over_training.csv; ``maps``: layer_map_over_training.json or None.
+    """
+
+    steps: list[int]
+    tasks: list[str]
+    seen: np.ndarray  # [task] bool
+    cka: dict[str, np.ndarray]
+    clustering: list[dict]
+    maps: dict | None
+
+    @property
+    def mean_diff(self) -> np.ndarray:
+        """[step, layer]: mean over seen tasks of the paired SFT-snapshot-minus-base difference."""
+        return np.nanmean(self.cka["diff"][:, self.seen], axis=1)
+
+    @property
+    def share_above(self) -> np.ndarray:
+        """[step, layer]: share of seen tasks whose paired interval lies above 0."""
+        return (self.cka["diff_ci_low"][:, self.seen] > 0).mean(axis=1)
+
+    @property
+    def present(self) -> np.ndarray:
+        """[step, layer]: at least half of the seen tasks' paired intervals above 0 (the
+        analysis' definition of task-specific similarity being present, MAJORITY); never at
+        layer 0, the embeddings every model shares."""
+        present = self.share_above >= MAJORITY
+        present[:, 0] = False
+        return present
+
+
+def read_over_training(run: RunDir, n_layers: int) -> OverTraining:
+    """The over-training tables of ``run``; each part empty (or None) when its file is missing."""
+    rows = read_optional_table(run.table("cka_over_training.csv"), OVER_TRAINING_COLUMNS)
+    steps = sorted({r["step"] for r in rows})
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    seen = {r["task"]: r["seen"] for r in rows}
+    columns = OVER_TRAINING_COLUMNS[5:]
+    cka = {c: np.full((len(steps), len(tasks), n_layers + 1), np.nan) for c in columns}
+    step_index = {s: i for i, s in enumerate(steps)}
+    task_index = {t: i for i, t in enumerate(tasks)}
+    for r in rows:
+        for c in columns:
+            cka[c][step_index[r["step"]], task_index[r["task"]], r["layer"]] = r[c]
+    return OverTraining(
+        steps=steps,
+        tasks=tasks,
+        seen=np.array([seen[t] for t in tasks], dtype=bool),
+        cka=cka,
+        clustering=read_optional_table(
+            run.table("clustering_over_training.csv"), CLUSTERING_OVER_TRAINING_COLUMNS
+        ),
+        maps=_optional_json(
+            run,
+            "layer_map_over_training.json",
+            "steps",
+            "maps",
+            "first_structure_step",
+            "first_holds_step",
+            "emergence",
+        ),
+    )
+
+
+@dataclass
+class Measures:
+    """measures.csv as arrays [task, layer 0..L] (tasks in cka.csv order) and the layer maps
+    of every measure (layer_groups_by_measure.json or None; issue 18).
+
+    ``values``: (measure, model, column) -> array, column one of value, null_p95.
+    """
+
+    names: list[str]  # the measures in measures.csv, in order of appearance
+    values: dict[tuple[str, str, str], np.ndarray]
+    maps: dict | None
+
+
+def read_measures(run: RunDir, tasks: list[str], n_layers: int) -> Measures:
+    """The per-measure tables of ``run``; empty (None) when its files are missing."""
+    rows = read_optional_table(run.table("measures.csv"), MEASURES_COLUMNS)
+    return Measures(
+        names=list(dict.fromkeys(r["measure"] for r in rows)),
+        values=_grids(
+            rows, tasks, n_layers, ("value", "null_p95"), lambda r, c: (r["measure"], r["model"], c)
+        ),
+        maps=_optional_json(run, "layer_groups_by_measure.json", "measures", "agreement"),
     )
 
 
@@ -85,6 +291,34 @@ class RunData(TableArrays):
     layer_map: LayerMap
     findings: dict  # findings.json (mossa.analysis.findings)
     evidence: Evidence  # cka_diff.csv, specificity.csv, ceiling.csv
+    over_training: OverTraining  # *_over_training.* (empty without SFT snapshots)
+    measures: Measures  # measures.csv, layer_groups_by_measure.json (empty with CKA only)
+
+    def measure_values(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per measure (CKA from cka.csv first, then measures.csv's): [seen task, layer] arrays
+        ``base``, ``sft`` and ``null`` (the permutation-null p95, largest of the two models)."""
+        mask = self.seen_mask
+        out = {
+            "cka": {
+                "base": self.cka[("base", "cka")][mask],
+                "sft": self.cka[("sft", "cka")][mask],
+                "null": np.fmax(*(self.cka[(m, "null_p95")][mask] for m in ("base", "sft"))),
+            }
+        }
+        empty = np.full((len(self.tasks), self.n_layers + 1), np.nan)
+        values = self.measures.values
+        for name in self.measures.names:
+            grid = {
+                (m, c): values.get((name, m, c), empty)[mask]
+                for m in ("base", "sft")
+                for c in ("value", "null_p95")
+            }
+            out[name] = {
+                "base": grid[("base", "value")],
+                "sft": grid[("sft", "value")],
+                "null": np.fmax(grid[("base", "null_p95")], grid[("sft", "null_p95")]),
+            }
+        return out
 
 
 def load_run_data(run_dir: Path, cfg: RunConfig | None = None) -> RunData:
@@ -101,4 +335,6 @@ def load_run_data(run_dir: Path, cfg: RunConfig | None = None) -> RunData:
         layer_map=read_table_json(run.table("layer_groups.json"), LayerMap.from_json),
         findings=read_table_json(run.table("findings.json"), check_findings),
         evidence=read_evidence(run, arrays.tasks, arrays.n_layers),
+        over_training=read_over_training(run, arrays.n_layers),
+        measures=read_measures(run, arrays.tasks, arrays.n_layers),
     )

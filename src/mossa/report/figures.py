@@ -18,11 +18,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from mossa.analysis.layer_map import GROUPS  # noqa: E402
 from mossa.analysis.paper import paper_groups  # noqa: E402
+from mossa.clustering.over_steps import ari_over_steps_figure  # noqa: E402
 from mossa.io import atomic_write_bytes  # noqa: E402
 from mossa.report import readings  # noqa: E402
 from mossa.report.data import RunData, cluster_name  # noqa: E402
@@ -438,7 +440,7 @@ def fig_specificity(data: RunData) -> Figure | None:
     and SFT (specificity.csv), seen tasks, per layer."""
     mask = data.seen_mask
     ev = data.evidence
-    if not mask.any():
+    if not (mask.any() and ev.has_diff):
         return None
     rows = 2 if ev.has_specificity else 1
     fig, axes = plt.subplots(rows, 1, figsize=(11, 4.2 * rows), squeeze=False)
@@ -499,23 +501,214 @@ def fig_ceiling(data: RunData) -> Figure | None:
     return fig
 
 
+def fig_over_training_diff(data: RunData) -> Figure | None:
+    """Layer x step heatmap of the mean paired SFT-snapshot-minus-base difference over seen
+    tasks; dots where at least half of the tasks' paired intervals lie above 0."""
+    ot = data.over_training
+    if not (ot.steps and ot.seen.any()):
+        return None
+    mean, present = ot.mean_diff, ot.present
+    limit = max(float(np.nanmax(np.abs(mean), initial=0.0)), 1e-6)
+    fig = Figure(
+        figsize=(max(6.5, 0.45 * len(ot.steps) + 3.5), max(4.2, 0.25 * (data.n_layers + 1) + 1.8)),
+        layout="constrained",
+    )
+    ax = fig.subplots()
+    im = ax.imshow(mean.T, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
+    cols, rows = np.nonzero(present)
+    ax.scatter(cols, rows, s=14, color="black", label="≥ half of the tasks' 95% interval above 0")
+    found = ot.maps["emergence"]["step"] if ot.maps else None
+    if found in ot.steps:
+        ax.axvline(
+            ot.steps.index(found) - 0.5, color="black", ls="--", lw=1.2,
+            label=f"present from step {found} on (layer_map_over_training.json)",
+        )  # fmt: skip
+    every = max(1, math.ceil(len(ot.steps) / 16))
+    ax.set_xticks(range(0, len(ot.steps), every), [str(s) for s in ot.steps[::every]])
+    _layer_ticks_y(ax, data.n_layers)
+    ax.set_xlabel("SFT training step (snapshot)")
+    ax.set_ylabel("layer (0 = embeddings)")
+    ax.set_title(f"Mean CKA(snapshot, C_t) − CKA(base, C_t) over {int(ot.seen.sum())} seen tasks")
+    fig.colorbar(im, ax=ax, label="mean paired difference (debiased CKA)")
+    if len(rows) or found in ot.steps:
+        fig.legend(fontsize=8, loc="outside lower center", ncol=2, frameon=False)
+    return fig
+
+
+def _layer_ticks_y(ax, n_layers: int) -> None:
+    step = max(1, math.ceil((n_layers + 1) / 16))
+    ax.set_yticks(range(0, n_layers + 1, step))
+
+
+BOUNDARY_COLORS = {"transition": "#e6550d", "refinement": "#31a354"}
+
+
+def fig_over_training_groups(data: RunData) -> Figure | None:
+    """The layer map of every snapshot: group spans as bars, the transition and refinement
+    starts joined over steps (marker size and opacity: share of refits within ±1 layer)."""
+    maps = data.over_training.maps
+    if not (maps and maps["maps"]):
+        return None
+    snaps = maps["maps"]
+    steps = np.array([m["step"] for m in snaps], dtype=float)
+    width = 0.6 * (float(np.min(np.diff(steps))) if len(steps) > 1 else 1.0)
+    fig = Figure(figsize=(max(7.0, 0.4 * len(steps) + 4), 4.6), layout="constrained")
+    ax = fig.subplots()
+    for x, m in zip(steps, snaps, strict=True):
+        if not (m["structure"] and m["groups"]):
+            ax.plot([x], [0.2], "x", color=NULL_COLOR, ms=7)
+            continue
+        for name, span in m["groups"].items():
+            if span:
+                ax.bar(
+                    x,
+                    span[1] - span[0] + 1,
+                    bottom=span[0] - 0.5,
+                    width=width,
+                    color=GROUP_COLORS[name],
+                    alpha=0.6,
+                    lw=0,
+                )
+    for name, color in BOUNDARY_COLORS.items():
+        starts, shares = [], []
+        for m in snaps:
+            span = (m["groups"] or {}).get(name) if m["structure"] else None
+            starts.append(span[0] if span else np.nan)
+            shares.append((m.get("confidence") or {}).get(f"{name}_start", 1.0))
+        starts, shares = np.array(starts, dtype=float), np.array(shares, dtype=float)
+        ax.plot(steps, starts, "-", color=color, lw=1.2)  # NaN: a gap where no group starts
+        rgba = np.array([matplotlib.colors.to_rgba(color, 0.25 + 0.75 * a) for a in shares])
+        ax.scatter(steps, starts, s=15 + 60 * shares, color=rgba, label=f"{name} start", zorder=3)
+    marks = (
+        (maps["first_structure_step"], "groups appear", ":"),
+        (maps["first_holds_step"], "paper's map holds", "--"),
+    )
+    for step, label, style in marks:
+        if step is not None:
+            ax.axvline(step, color="black", ls=style, lw=1)
+            ax.text(step, data.n_layers + 0.6, f" {label}", fontsize=8, va="bottom")
+    ax.set_ylim(0, data.n_layers + 1.5)
+    ax.set_xlabel("SFT training step (snapshot)")
+    ax.set_ylabel("layer")
+    ax.set_title("Layer groups of each snapshot (× : no groups)")
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Patch(color=c, alpha=0.6, label=n) for n, c in GROUP_COLORS.items()]
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def fig_over_training_ari(data: RunData) -> bytes | None:
+    """k-means ARI against task labels per layer over the snapshots, seen and unseen tasks,
+    drawn by the figure the regex clustering experiment uses (PNG bytes)."""
+    rows = [r for r in data.over_training.clustering if r["labels"] == "task"]
+    drawn = {r["split"] for r in rows if np.isfinite(r["ari"])}
+    splits = tuple(s for s in ("seen", "unseen") if s in drawn)
+    if not splits:
+        return None
+    return ari_over_steps_figure(
+        rows,
+        splits=splits,
+        title="Do the states cluster by task over SFT? (step 0 = base model)",
+        ylabel="ARI of k-means (k = tasks) vs task labels",
+        labels="task",
+    )
+
+
+def fig_measures_layers(data: RunData) -> Figure | None:
+    """Median over seen tasks per layer of every measure, base vs SFT (one panel each), with
+    the permutation-null p95."""
+    if not (data.measures.names and data.seen_mask.any()):
+        return None
+    values = data.measure_values()
+    cols = min(2, len(values))
+    rows = math.ceil(len(values) / cols)
+    fig = Figure(figsize=(6.0 * cols, 3.4 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, (name, v) in zip(axes, values.items(), strict=False):
+        for model in ("base", "sft"):
+            _median_band(ax, data.layers, v[model], COLORS[model], LABELS[model])
+        null = np.nanmedian(v["null"], axis=0)
+        ax.plot(data.layers, null, color="grey", ls="--", lw=1, label="null p95 (median)")
+        ax.set_title(readings.MEASURE_TITLES.get(name, name), fontsize=10)
+        ax.set_ylabel("median over seen tasks")
+        _layer_ticks(ax, data.n_layers)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(values) :]:
+        ax.axis("off")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Each measure against the task's control (band: quartiles over seen tasks)")
+    return fig
+
+
+def fig_measures_agreement(data: RunData) -> Figure | None:
+    """Measure x layer grid coloured by each measure's layer group (grey: none); triangles
+    mark the layers every measure puts in the same group."""
+    maps = data.measures.maps
+    if not (maps and maps["agreement"]):
+        return None
+    names = list(maps["measures"])
+    layers = [r["layer"] for r in maps["agreement"]]
+    code = {None: 0, **{g: i + 1 for i, g in enumerate(GROUPS)}}
+    grid = np.array([[code[r["groups"].get(n)] for r in maps["agreement"]] for n in names])
+    cmap = ListedColormap([NULL_COLOR, *(GROUP_COLORS[g] for g in GROUPS)])
+    fig = Figure(figsize=(max(7.0, 0.32 * len(layers) + 3), 1.0 + 0.55 * len(names) + 1.2))
+    ax = fig.subplots()
+    ax.imshow(
+        grid,
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=len(GROUPS) + 0.5,
+        aspect="auto",
+        extent=(layers[0] - 0.5, layers[-1] + 0.5, len(names) - 0.5, -0.5),
+    )
+    agree = [r["layer"] for r in maps["agreement"] if r["agree"]]
+    ax.scatter(agree, [-0.8] * len(agree), marker="v", color="black", clip_on=False, s=25)
+    ax.set_ylim(len(names) - 0.5, -1.1)
+    labels = [
+        readings.MEASURE_TITLES.get(n, n) + ("" if maps["measures"][n]["structure"] else " (none)")
+        for n in names
+    ]
+    ax.set_yticks(range(len(names)), labels)
+    _layer_ticks(ax, layers[-1], start=layers[0])
+    ax.set_xlabel("layer")
+    ax.set_title(f"Layer groups per measure: agree on {len(agree)} of {len(layers)} layers")
+    handles = [Patch(color=GROUP_COLORS[g], label=g) for g in GROUPS]
+    handles += [Patch(color=NULL_COLOR, label="no group")]
+    handles += [plt.Line2D([], [], ls="", marker="v", color="black", label="all measures agree")]
+    ax.legend(
+        handles=handles,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.3),
+        ncol=5,
+        frameon=False,
+    )
+    fig.tight_layout()
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """Everything the report needs of one figure; adding a figure is adding one of these.
 
     ``name`` is the PNG's file stem and the section's anchor, ``section`` its heading and
-    ``paper`` the paper figure it redraws. ``draw`` returns the figure, or None when the run
-    has nothing to show (``absent`` then says why). ``caption`` goes under the figure and
-    ``reading`` gives the sentences under that (from the findings, never computed here).
+    ``paper`` the paper figure it redraws. ``draw`` returns the figure (or its PNG bytes, for
+    a figure shared with another experiment), or None when the run has nothing to show
+    (``absent`` then says why). ``caption`` goes under the figure and ``reading`` gives the
+    sentences under that (from the findings, never computed here). Consecutive figures with
+    the same ``part`` are grouped under that heading.
     """
 
     name: str
     section: str
     paper: str
-    draw: Callable[[RunData], Figure | None]
+    draw: Callable[[RunData], Figure | bytes | None]
     caption: str
     reading: Callable[[RunData], list[str]]
     absent: str = "not applicable"
+    part: str = ""
 
 
 FIGURES: tuple[FigureSpec, ...] = (
@@ -618,6 +811,91 @@ FIGURES: tuple[FigureSpec, ...] = (
         readings.read_cross_layer,
         "no cross-layer matrices",
     ),
+    FigureSpec(
+        "specificity",
+        "Paired difference and task specificity",
+        "not in the paper",
+        fig_specificity,
+        "Top: per seen task, CKA(SFT, C_t) − CKA(base, C_t) with both terms on the same "
+        "bootstrap resamples of the task's prompts (dots: the 95% interval excludes 0), and the "
+        "median over tasks. Bottom: task specificity, CKA with the task's own control minus the "
+        "mean CKA with other tasks' controls on the same prompts, base beside SFT.",
+        readings.read_specificity,
+        "no paired differences of seen tasks (tables/cka_diff.csv missing or empty)",
+        part="Evidence",
+    ),
+    FigureSpec(
+        "ceiling",
+        "SFT against the noise ceiling",
+        "not in the paper",
+        fig_ceiling,
+        "Left: median and quartiles over seen tasks of the ceiling (CKA between two training "
+        "seeds of the task's control) and of CKA(SFT, C_t). Right: their ratio per task; 1 means "
+        "SFT is as close to the control as another seed of the control is.",
+        readings.read_ceiling,
+        "no noise ceiling (tables/ceiling.csv empty: training.control_seeds is 1)",
+        part="Evidence",
+    ),
+    FigureSpec(
+        "over_training_diff",
+        "Paired difference per layer and step",
+        "not in the paper",
+        fig_over_training_diff,
+        "Mean over seen tasks of CKA(snapshot, C_t) − CKA(base, C_t) for every SFT snapshot "
+        "(column) and layer (row); red: the snapshot is closer to the task's control than the "
+        "base is. Dots: at least half of the tasks' paired 95% intervals lie above 0.",
+        readings.read_over_training_diff,
+        "no SFT snapshots (tables/cka_over_training.csv missing or empty: training.snapshot_every)",
+        part="Over training",
+    ),
+    FigureSpec(
+        "over_training_groups",
+        "Layer groups over training",
+        "not in the paper",
+        fig_over_training_groups,
+        "The layer map of each snapshot: bars span the shared, transition and refinement layers; "
+        "lines join the first layer of the transition and of the refinement group across steps "
+        "(larger, darker markers: more task-bootstrap refits put the boundary within ±1 layer). "
+        "×: no groups at that step.",
+        readings.read_over_training_groups,
+        "no layer maps over training (tables/layer_map_over_training.json missing)",
+        part="Over training",
+    ),
+    FigureSpec(
+        "over_training_ari",
+        "Task clustering over training",
+        "Wu & Varshney, on this model",
+        fig_over_training_ari,
+        "k-means (k = number of tasks) on the last-prompt-token states of each snapshot, "
+        "Adjusted Rand Index against the task labels, one line per layer; step 0 is the base "
+        "model. Seen and unseen tasks apart.",
+        readings.read_over_training_ari,
+        "no clustering over training (tables/clustering_over_training.csv missing or empty)",
+        part="Over training",
+    ),
+    FigureSpec(
+        "measures_layers",
+        "Every measure per layer",
+        "not in the paper",
+        fig_measures_layers,
+        "Per measure, the median over seen tasks of its value between each model and the task's "
+        "control (band: quartiles), base beside SFT; dashed: the median permutation-null 95th "
+        "percentile.",
+        readings.read_measures_layers,
+        "no measure beside CKA (tables/measures.csv missing or empty: analysis.measures)",
+        part="Measures",
+    ),
+    FigureSpec(
+        "measures_agreement",
+        "Where the measures agree on the groups",
+        "not in the paper",
+        fig_measures_agreement,
+        "The layer group each measure's own layer map gives every layer (grey: none, or no map); "
+        "triangles mark the layers that all measures put in the same group.",
+        readings.read_measures_agreement,
+        "no per-measure layer maps (tables/layer_groups_by_measure.json missing)",
+        part="Measures",
+    ),
 )
 
 
@@ -630,10 +908,14 @@ def render_figures(data: RunData, out_dir: Path) -> dict[str, Path]:
         fig = spec.draw(data)
         if fig is None:
             continue
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI)
-        plt.close(fig)
+        if isinstance(fig, bytes):
+            png = fig
+        else:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=DPI)
+            plt.close(fig)
+            png = buf.getvalue()
         path = Path(out_dir) / f"{spec.name}.png"
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, png)
         written[spec.name] = path
     return written

@@ -107,6 +107,7 @@ def render_html(data: RunData, figure_paths: dict[str, Path]) -> str:
         {
             "name": spec.name,
             "section": spec.section,
+            "part": spec.part,
             "paper": spec.paper,
             "png": base64.b64encode(Path(figure_paths[spec.name]).read_bytes()).decode("ascii"),
             "caption": spec.caption,

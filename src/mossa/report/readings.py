@@ -2,7 +2,10 @@
 
 Every number and verdict comes from the run's findings (``findings.json``, computed by the
 analyze stage in :mod:`mossa.analysis.findings`) or its layer map: this module decides
-nothing, it only writes sentences. Change the findings and the text changes.
+nothing, it only writes sentences. Change the findings and the text changes. The evidence,
+over-training and measures sections only count and take medians of their tables' columns
+(how many tasks have an interval above 0, at which layers) and quote the verdicts their
+JSON tables hold; they test nothing and state no finding of the paper.
 """
 
 from __future__ import annotations
@@ -11,12 +14,21 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from mossa.analysis.findings import FAILS, HOLDS, PARTLY, UNTESTABLE
-from mossa.analysis.layer_map import LayerGroups
+from mossa.analysis.layer_map import GROUPS, LayerGroups
+from mossa.analysis.over_training import MAJORITY
 from mossa.report.data import RunData, cluster_name
 
 LABELS = {"base": "base", "sft": "SFT"}
 MEASURE_NAMES = {"flesch_kincaid": "Flesch-Kincaid", "coleman_liau": "Coleman-Liau"}
+MEASURE_TITLES = {
+    "cka": "CKA",
+    "procrustes": "Procrustes",
+    "mutual_knn": "mutual k-NN",
+    "rsa": "RSA",
+}
 
 
 def _f(x: float | None, signed: bool = False) -> str:
@@ -311,6 +323,260 @@ def read_cross_layer(data: RunData) -> list[str]:
     ]
     higher = _ranges(f["sft_above_base_at"])
     return ["; ".join(parts) + f". The SFT diagonal is above base's at {higher}."]
+
+
+# -- evidence, over training, measures: counts and medians of the tables, stated as such --
+
+
+def _argmax(values: np.ndarray) -> int | None:
+    """Index of the largest finite value, None when there is none."""
+    finite = np.isfinite(values)
+    return int(np.flatnonzero(finite)[np.argmax(values[finite])]) if finite.any() else None
+
+
+def _argmin(values: np.ndarray) -> int | None:
+    return _argmax(-values)
+
+
+def _at(values: np.ndarray, index: int | None, signed: bool = False) -> str:
+    """'+0.12 at layer 5' for the value at ``index`` (a layer), 'n/a' without one."""
+    if index is None:
+        return "n/a"
+    return f"{_f(float(values[index]), signed)} at layer {index}"
+
+
+def _span_text(name: str, span) -> str:
+    first, last = span
+    return f"{name} {first}" if first == last else f"{name} {first}–{last}"
+
+
+def spans_text(groups: dict | None) -> str:
+    """Groups as a table's JSON writes them ({name: [first, last] | null}) in words."""
+    if not groups:
+        return "no layer groups"
+    return ", ".join(_span_text(n, groups[n]) for n in GROUPS if groups.get(n))
+
+
+def _verdict(paper_map) -> str | None:
+    """The verdict of a layer map's ``paper_map`` (an object with one, or the verdict itself)."""
+    return paper_map.get("verdict") if isinstance(paper_map, dict) else paper_map
+
+
+def _blocks(values: np.ndarray) -> np.ndarray:
+    """``values`` [..., layer 0..L] with layer 0 (the embeddings every model shares) left out
+    as NaN, so the extremes and counts the readings state are over layers 1..L."""
+    out = np.array(values, dtype=float)
+    out[..., 0] = np.nan
+    return out
+
+
+def read_specificity(data: RunData) -> list[str]:
+    """Paired difference and task specificity: how many seen tasks, at which layers 1..L."""
+    ev, mask = data.evidence, data.seen_mask
+    n_tasks = int(mask.sum())
+    above = _blocks(ev.diff["ci_low"][mask]) > 0
+    below = _blocks(ev.diff["ci_high"][mask]) < 0
+    per_layer = above.sum(axis=0)
+    majority = [int(x) for x in np.flatnonzero(per_layer >= MAJORITY * n_tasks)]
+    median = _blocks(np.nanmedian(ev.diff["diff"][mask], axis=0))
+    top = int(np.argmax(per_layer))
+    out = [
+        f"Paired SFT−base difference (cka_diff.csv): {int(above.any(axis=1).sum())} of "
+        f"{n_tasks} seen tasks have its 95% interval above 0 at one or more layers, "
+        f"{int(below.any(axis=1).sum())} below 0 at one or more.",
+        f"At least half of the seen tasks have it above 0 at {_ranges(majority)} "
+        f"({len(majority)} of {data.n_layers} layers); most at layer {top} ({per_layer[top]} of "
+        f"{n_tasks}).",
+        f"Median difference over seen tasks: largest {_at(median, _argmax(median), True)}, "
+        f"smallest {_at(median, _argmin(median), True)}.",
+    ]
+    if not ev.has_specificity:
+        out.append(
+            "No task specificity on this run (specificity.csv has no rows: "
+            "analysis.cross_task_controls is 0 or the other tasks' controls were not extracted)."
+        )
+        return out
+    spec = {
+        m: _blocks(np.nanmedian(ev.specificity[(m, "specificity")][mask], axis=0)) for m in LABELS
+    }
+    at = _argmax(spec["sft"])
+    sft_above = [int(x) for x in np.flatnonzero(spec["sft"] > spec["base"])]
+    clear = int((ev.specificity[("sft", "ci_low")][mask][:, at] > 0).sum()) if at is not None else 0
+    out.append(
+        f"Task specificity (own control minus the mean of {ev.k} other tasks' controls), median "
+        f"over seen tasks: SFT {_at(spec['sft'], at, True)} (its largest), base "
+        f"{_at(spec['base'], at, True)}; SFT's interval lies above 0 there for {clear} of "
+        f"{n_tasks} tasks. Median SFT above base at {_ranges(sft_above)}."
+    )
+    return out
+
+
+def read_ceiling(data: RunData) -> list[str]:
+    """SFT against the noise ceiling: medians over seen tasks and the tasks at the ceiling."""
+    ev, mask = data.evidence, data.seen_mask
+    n_tasks, last = int(mask.sum()), data.n_layers
+    ceiling = _blocks(np.nanmedian(ev.ceiling["ceiling"][mask], axis=0))
+    relative = _blocks(np.nanmedian(ev.ceiling["sft_relative"][mask], axis=0))
+    low = ev.ceiling["sft_relative_ci_low"][mask][:, last]
+    high = ev.ceiling["sft_relative_ci_high"][mask][:, last]
+    at_ceiling = int(((low <= 1) & (high >= 1)).sum())
+    return [
+        f"Noise ceiling from {ev.n_seeds} seeds per control: the median over seen tasks of CKA "
+        f"between seeds is lowest {_at(ceiling, _argmin(ceiling))} and highest "
+        f"{_at(ceiling, _argmax(ceiling))}.",
+        f"Median CKA(SFT, C_t) / ceiling over seen tasks: lowest "
+        f"{_at(relative, _argmin(relative))}, highest {_at(relative, _argmax(relative))}; at "
+        f"layer {last} {_f(relative[last])}, and the ratio's 95% interval includes 1 for "
+        f"{at_ceiling} of {n_tasks} seen tasks and lies below 1 for {int((high < 1).sum())}.",
+    ]
+
+
+def _steps_text(steps: list[int]) -> str:
+    return f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}–{steps[-1]}"
+
+
+def read_over_training_diff(data: RunData) -> list[str]:
+    """The paired difference over snapshots: where and from when most tasks are above base."""
+    ot = data.over_training
+    steps, mean, present = ot.steps, _blocks(ot.mean_diff), ot.present
+    out = [
+        f"{_n(len(steps), 'SFT snapshot')} ({_steps_text(steps)}), {int(ot.seen.sum())} seen "
+        f"tasks; at the last snapshot the mean paired difference is largest, "
+        f"{_at(mean[-1], _argmax(mean[-1]), True)}."
+    ]
+    marked = [i for i in range(len(steps)) if present[i].any()]
+    if marked:
+        first, layers = marked[0], [int(x) for x in np.flatnonzero(present[marked[0]])]
+        now = [int(x) for x in np.flatnonzero(present[-1])]
+        out.append(
+            f"At least half of the seen tasks' paired intervals lie above 0 first at step "
+            f"{steps[first]} ({_ranges(layers)}); at the last snapshot at {_ranges(now)} "
+            f"({len(now)} of {data.n_layers})."
+        )
+    else:
+        out.append(
+            "At no snapshot and layer do at least half of the seen tasks' paired intervals lie "
+            "above 0."
+        )
+    if ot.maps is not None:
+        found = ot.maps["emergence"]
+        out.append(
+            f"Task-specific similarity is present from step {found['step']} in "
+            f"{_ranges(found['layers'])} and at every later snapshot "
+            "(layer_map_over_training.json)."
+            if found["step"] is not None
+            else "No layer keeps at least half of the seen tasks' paired intervals above 0 "
+            "through the last snapshot (layer_map_over_training.json)."
+        )
+    return out
+
+
+def read_over_training_groups(data: RunData) -> list[str]:
+    """The layer map per snapshot: when groups appear, where the boundaries sit and move."""
+    maps = data.over_training.maps
+    snaps = maps["maps"]
+    grouped = [m for m in snaps if m["structure"] and m["groups"]]
+    first, holds = maps["first_structure_step"], maps["first_holds_step"]
+    out = [
+        f"Layer maps at {_n(len(snaps), 'snapshot')} ({_steps_text([m['step'] for m in snaps])}); "
+        f"layer groups at {len(grouped)} of them."
+        + (f" The groups first appear at step {first}." if first is not None else "")
+    ]
+    verdict = _verdict(snaps[-1]["paper_map"]) if snaps else None
+    out.append(
+        f"Test against the paper's map first gives 'holds' at step {holds}."
+        if holds is not None
+        else f"No snapshot's map passes the test against the paper's map (last: {verdict})."
+    )
+    if grouped:
+        m = grouped[-1]
+        conf = "; ".join(
+            f"{name.replace('_', ' ')} within ±1 layer in {share:.0%} of refits"
+            for name, share in m["confidence"].items()
+        )
+        out.append(
+            f"Last snapshot with groups, step {m['step']}: {spans_text(m['groups'])}"
+            + (f" ({conf})." if conf else ".")
+        )
+        starts = [
+            (g["step"], g["groups"]["transition"][0])
+            for g in grouped
+            if g["groups"].get("transition")
+        ]
+        if len(starts) > 1:
+            out.append(
+                f"The transition starts at layer {starts[0][1]} at step {starts[0][0]} and at "
+                f"layer {starts[-1][1]} at step {starts[-1][0]}."
+            )
+    return out
+
+
+def _clustering_sentence(rows: list[dict], split: str) -> str | None:
+    """ARI of one split: the layer highest (task labels) at the last step, first vs last step."""
+    ari = {(r["labels"], r["step"], r["layer"]): r["ari"] for r in rows if r["split"] == split}
+    steps = sorted({step for labels, step, _ in ari if labels == "task"})
+    if not steps:
+        return None
+    first, last = steps[0], steps[-1]
+    layers = sorted({layer for labels, _, layer in ari if labels == "task"})
+    top = _argmax(np.array([ari.get(("task", last, x), math.nan) for x in layers]))
+    if top is None:
+        return None
+    layer = layers[top]
+    start = "the base model" if first == 0 else "the first snapshot"
+    text = (
+        f"{split.capitalize()} tasks: k-means ARI against the task labels at layer {layer} (the "
+        f"highest at the last snapshot) goes from {_f(ari.get(('task', first, layer)))} at step "
+        f"{first} ({start}) to {_f(ari[('task', last, layer)])} at step {last}"
+    )
+    if ("cluster", first, layer) in ari:
+        text += (
+            f"; against the cluster labels from {_f(ari[('cluster', first, layer)])} to "
+            f"{_f(ari.get(('cluster', last, layer)))}"
+        )
+    return text + "."
+
+
+def read_over_training_ari(data: RunData) -> list[str]:
+    """Task clustering over training: per split, the best layer's ARI at the first and last step."""
+    rows = data.over_training.clustering
+    return [s for s in (_clustering_sentence(rows, x) for x in ("seen", "unseen")) if s]
+
+
+def read_measures_layers(data: RunData) -> list[str]:
+    """Per measure: where median SFT is above median base, and the largest gap."""
+    out = []
+    for name, v in data.measure_values().items():
+        base, sft = np.nanmedian(v["base"], axis=0), np.nanmedian(v["sft"], axis=0)
+        gap = _blocks(sft - base)
+        above = [int(x) for x in np.flatnonzero(gap > 0)]
+        over_null = (v["sft"] > v["null"])[:, 1:]
+        out.append(
+            f"{MEASURE_TITLES.get(name, name)}: median SFT above median base at {_ranges(above)}; "
+            f"largest gap {_at(gap, _argmax(gap), True)}; at layer {data.n_layers} base "
+            f"{_f(base[-1])}, SFT {_f(sft[-1])}; {over_null.mean():.0%} of SFT's (task, layer ≥ 1) "
+            "values above their permutation-null 95th percentile."
+        )
+    return out
+
+
+def read_measures_agreement(data: RunData) -> list[str]:
+    """How many layers the measures put in the same group, and each measure's map."""
+    maps = data.measures.maps
+    rows, names = maps["agreement"], list(maps["measures"])
+    agree = [r["layer"] for r in rows if r["agree"]]
+    out = [
+        f"The measures ({', '.join(MEASURE_TITLES.get(n, n) for n in names)}) agree on the "
+        f"group of {len(agree)} of {len(rows)} layers ({_ranges(agree)})."
+    ]
+    for name, m in maps["measures"].items():
+        verdict = _verdict(m.get("paper_map"))
+        groups = spans_text(m["groups"]) if m["structure"] else "no layer structure"
+        out.append(
+            f"{MEASURE_TITLES.get(name, name)}: {groups}"
+            + (f" (test against the paper's map: {verdict})." if verdict else ".")
+        )
+    return out
 
 
 # -- the comparison with the paper: per finding, what the paper says and what this run shows --

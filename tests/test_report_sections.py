@@ -1,0 +1,481 @@
+"""Report sections beyond the paper: evidence, over training, measures.
+
+A small synthetic run is analysed once; the tables of the sections it lacks (snapshots,
+measures, control seeds, cross-task controls) are then written beside its own, with planted
+numbers, so each reading can be checked against what the tables say.
+"""
+
+import csv
+import dataclasses
+import json
+import shutil
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+from markupsafe import escape
+
+from mossa.analysis.measure_tables import agreement
+from mossa.analysis.synthetic import make_synthetic_run
+from mossa.analysis.tables import read_table, write_json, write_table
+from mossa.config import AnalysisConfig
+from mossa.io import CorruptRunFile, write_checksums
+from mossa.pipeline.report import run_report
+from mossa.report import figures, readings
+from mossa.report.data import (
+    CLUSTERING_OVER_TRAINING_COLUMNS,
+    MEASURES_COLUMNS,
+    OVER_TRAINING_COLUMNS,
+    load_run_data,
+)
+from mossa.report.figures import FIGURES
+
+L = 6
+STEPS = [2, 4, 6, 8]
+PLANTED_LAYERS = (3, 4, 5)  # task-specific similarity from step 4 on
+NEW = {
+    "Evidence": ("specificity", "ceiling"),
+    "Over training": ("over_training_diff", "over_training_groups", "over_training_ari"),
+    "Measures": ("measures_layers", "measures_agreement"),
+}
+NEW_NAMES = {name for names in NEW.values() for name in names}
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory):
+    """An analysed synthetic run: cka_diff.csv, but none of the other new sections' tables."""
+    from mossa.pipeline.analyze import run_analysis
+
+    run = tmp_path_factory.mktemp("bare")
+    cfg = make_synthetic_run(
+        run,
+        n_layers=L,
+        n_tasks=6,
+        n_unseen=2,
+        n_clusters=3,
+        n=20,
+        d=12,
+        boundaries=(3, 4),
+        seed=3,
+        analysis=AnalysisConfig(
+            permutations=10, bootstrap=20, group_bootstrap=50, tsne_layers=[], pca_variance=0.9
+        ),
+    )
+    with pytest.warns(UserWarning, match="specificity.csv and tables/ceiling.csv stay empty"):
+        run_analysis(run, cfg)
+    return run
+
+
+def write_csv(path, columns, rows):
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def planted_tables(tables, tasks: list[dict]) -> dict:
+    """Write the new sections' tables for ``tasks`` (dicts of name, cluster, seen) into
+    ``tables``; returns the planted arrays the readings are checked against."""
+    rng = np.random.default_rng(0)
+    seen = [t for t in tasks if t["seen"]]
+    # evidence: specificity (k = 3) and ceiling (2 seeds) rows, rewritten with checksums
+    spec, ceiling = [], []
+    ceil_arrays = {k: np.zeros((len(seen), L + 1)) for k in ("ceiling", "relative", "lo", "hi")}
+    spec_sft = np.zeros((len(seen), L + 1))
+    for i, t in enumerate(tasks):
+        for layer in range(L + 1):
+            key = {"task": t["name"], "cluster": t["cluster"], "seen": t["seen"], "layer": layer}
+            for model, value in (("base", 0.01 * i), ("sft", 0.02 * layer + 0.005 * i)):
+                spec.append(
+                    key
+                    | {
+                        "model": model,
+                        "k": 3,
+                        "specificity": value,
+                        "ci_low": value - 0.03,
+                        "ci_high": value + 0.03,
+                        "p_value": 0.2,
+                    }  # fmt: skip
+                )
+            ceil = 0.9 - 0.01 * layer - 0.02 * i
+            sft = 0.6 + 0.03 * layer + 0.01 * i
+            rel = sft / ceil
+            lo, hi = rel - 0.05 * (1 + i % 3), rel + 0.05 * (1 + i % 3)
+            ceiling.append(
+                key
+                | {
+                    "n_seeds": 2,
+                    "ceiling": ceil,
+                    "ci_low": ceil - 0.05,
+                    "ci_high": ceil + 0.05,
+                    "sft_cka": sft,
+                    "sft_relative": rel,
+                    "sft_relative_ci_low": lo,
+                    "sft_relative_ci_high": hi,
+                }  # fmt: skip
+            )
+            if t["seen"]:
+                j = seen.index(t)
+                spec_sft[j, layer] = 0.02 * layer + 0.005 * i
+                for name, v in zip(ceil_arrays, (ceil, rel, lo, hi), strict=True):
+                    ceil_arrays[name][j, layer] = v
+    write_table(tables / "specificity.csv", "specificity", spec)
+    write_table(tables / "ceiling.csv", "ceiling", ceiling)
+    sums = json.loads((tables / "checksums.json").read_text())
+    write_checksums(tables, list(sums))
+
+    # over training: seen tasks above base from step 4 in the planted layers
+    diff = np.full((len(STEPS), len(tasks), L + 1), -0.02)
+    for s, step in enumerate(STEPS):
+        for layer in PLANTED_LAYERS:
+            if step >= 4:
+                diff[s, :, layer] = 0.03 * layer + 0.01 * step + rng.uniform(0, 0.01, len(tasks))
+    rows = [
+        {
+            "step": step,
+            "task": t["name"],
+            "cluster": t["cluster"],
+            "seen": "true" if t["seen"] else "false",
+            "layer": layer,
+            "cka": 0.5,
+            "diff": diff[s, i, layer],
+            "diff_ci_low": diff[s, i, layer] - 0.015,
+            "diff_ci_high": diff[s, i, layer] + 0.015,
+            "diff_p_value": 0.01,
+            "specificity": "nan",
+            "specificity_ci_low": "",
+            "specificity_ci_high": "",
+        }  # fmt: skip
+        for s, step in enumerate(STEPS)
+        for i, t in enumerate(tasks)
+        for layer in range(L + 1)
+    ]
+    write_csv(tables / "cka_over_training.csv", OVER_TRAINING_COLUMNS, rows)
+    clustering = [
+        {
+            "step": step,
+            "split": split,
+            "layer": layer,
+            "labels": labels,
+            "ari": scale * (0.05 + 0.1 * step / 2 * layer / L),
+            "silhouette": 0.1,
+        }  # fmt: skip
+        for step in [0, *STEPS]
+        for split, split_scale in (("seen", 1.0), ("unseen", 0.5))
+        for labels, label_scale in (("task", 1.0), ("cluster", 0.5))
+        for layer in range(L + 1)
+        for scale in [split_scale * label_scale]
+    ]
+    write_csv(tables / "clustering_over_training.csv", CLUSTERING_OVER_TRAINING_COLUMNS, clustering)
+    none = {"structure": False, "groups": None, "paper_map": "not testable", "confidence": {}}
+
+    def mapped(step, groups, verdict, conf):
+        confidence = {"transition_start": conf[0], "refinement_start": conf[1]}
+        return {"step": step, "structure": True, "groups": groups, "paper_map": verdict,
+                "confidence": confidence}  # fmt: skip
+
+    maps = {
+        "steps": STEPS,
+        "maps": [
+            {"step": 2, **none},
+            mapped(
+                4,
+                {"shared": [1, 2], "transition": [3, 4], "refinement": [5, 6]},
+                "partly",
+                (0.6, 0.5),
+            ),  # fmt: skip
+            mapped(
+                6,
+                {"shared": [1, 2], "transition": [3, 5], "refinement": [6, 6]},
+                "holds",
+                (0.8, 0.7),
+            ),  # fmt: skip
+            mapped(
+                8,
+                {"shared": [1, 3], "transition": [4, 5], "refinement": [6, 6]},
+                "holds",
+                (0.9, 0.75),
+            ),  # fmt: skip
+        ],
+        "first_structure_step": 4,
+        "first_holds_step": 6,
+        "emergence": {"step": 4, "layers": list(PLANTED_LAYERS)},
+    }
+    write_json(tables / "layer_map_over_training.json", maps)
+
+    # measures: SFT rises with depth, base falls
+    values = {}
+    measure_rows = []
+    for m, measure in enumerate(("procrustes", "rsa")):
+        for model in ("base", "sft"):
+            grid = np.zeros((len(seen), L + 1))
+            for i, t in enumerate(tasks):
+                for layer in range(L + 1):
+                    v = (
+                        0.3 + 0.1 * layer + 0.01 * i + 0.05 * m
+                        if model == "sft"
+                        else 0.5 - 0.05 * layer + 0.02 * i
+                    )
+                    measure_rows.append(
+                        {
+                            "measure": measure,
+                            "model": model,
+                            "task": t["name"],
+                            "cluster": t["cluster"],
+                            "seen": "true" if t["seen"] else "false",
+                            "layer": layer,
+                            "n": 20,
+                            "value": v,
+                            "null_p95": 0.45,
+                            "ci_low": v - 0.05,
+                            "ci_high": v + 0.05,
+                        }  # fmt: skip
+                    )
+                    if t["seen"]:
+                        grid[seen.index(t), layer] = v
+            values[(measure, model)] = grid
+    write_csv(tables / "measures.csv", MEASURES_COLUMNS, measure_rows)
+    three = {"shared": [1, 2], "transition": [3, 4], "refinement": [5, 6]}
+    by_measure = {
+        "cka": {"structure": True, "groups": three, "paper_map": {"verdict": "partly"}},
+        "procrustes": {
+            "structure": True,
+            "groups": {"shared": [1, 2], "transition": [3, 5], "refinement": [6, 6]},
+            "paper_map": {"verdict": "holds"},
+        },
+        "rsa": {"structure": True, "groups": three, "paper_map": None},
+    }
+    write_json(
+        tables / "layer_groups_by_measure.json",
+        {"measures": by_measure, "agreement": agreement(by_measure, L)},
+    )
+    return {
+        "spec_sft": spec_sft,
+        "ceiling": ceil_arrays,
+        "diff": diff[:, [t["seen"] for t in tasks]],
+        "measures": values,
+    }
+
+
+@pytest.fixture(scope="module")
+def full(bare, tmp_path_factory):
+    """The bare run with every new section's tables, and the report drawn from them."""
+    run = tmp_path_factory.mktemp("full") / "run"
+    shutil.copytree(bare, run)
+    rows = read_table(run / "tables" / "cka.csv", "cka")
+    tasks = list({r["task"]: {"name": r["task"], "cluster": r["cluster"], "seen": r["seen"]}
+                  for r in rows}.values())  # fmt: skip
+    planted = planted_tables(run / "tables", tasks)
+    run_report(run, load_run_data(run).cfg)
+    return run, planted
+
+
+def text_of(lines: list[str]) -> str:
+    return " ".join(lines)
+
+
+def test_every_new_section_draws_its_figures_and_readings(full):
+    run, _ = full
+    html = (run / "report.html").read_text(encoding="utf-8")
+    data = load_run_data(run)
+    for part, names in NEW.items():
+        assert f">{part}</h2>" in html, part
+        for name in names:
+            path = run / "figures" / f"{name}.png"
+            img = mpimg.imread(path)
+            assert img.shape[0] > 250 and img.shape[1] > 400 and img[..., :3].std() > 0.05, name
+            spec = next(s for s in FIGURES if s.name == name)
+            assert spec.part == part and str(escape(spec.caption)) in html
+            lines = spec.reading(data)
+            assert lines and all(str(escape(line)) in html for line in lines), name
+            assert f'No figure "{name}"' not in html
+    # self-contained: every figure of the run inlined, nothing fetched
+    drawn = {p.stem for p in (run / "figures").glob("*.png")}
+    assert drawn == {s.name for s in FIGURES} - {"tsne"}  # analysis.tsne_layers is empty here
+    assert html.count('src="data:image/png;base64,') == len(drawn)
+    for needle in ("http://", "https://", 'src="file', "<link", "url(", "@import"):
+        assert needle not in html, needle
+    # the parts follow each other in the registry's order, each heading once
+    order = [html.index(f">{part}</h2>") for part in NEW]
+    assert order == sorted(order) and all(html.count(f">{p}</h2>") == 1 for p in NEW)
+
+
+def test_evidence_readings_state_the_tables_numbers(full):
+    run, planted = full
+    data = load_run_data(run)
+    rows = [r for r in read_table(run / "tables" / "cka_diff.csv", "cka_diff") if r["seen"]]
+    tasks = {r["task"] for r in rows}
+    above = {r["task"] for r in rows if r["ci_low"] > 0}
+    per_layer = [sum(r["ci_low"] > 0 for r in rows if r["layer"] == x) for x in range(1, L + 1)]
+    text = text_of(readings.read_specificity(data))
+    assert f"{len(above)} of {len(tasks)} seen tasks have its 95% interval above 0" in text
+    top = 1 + int(np.argmax(per_layer))  # layer 0, the shared embeddings, is left out
+    assert f"most at layer {top} ({per_layer[top - 1]} of {len(tasks)})" in text
+    median = np.median(planted["spec_sft"], axis=0)
+    assert f"SFT {median[L]:+.2f} at layer {L} (its largest)" in text
+    assert "the mean of 3 other tasks' controls" in text
+    assert "Median SFT above base at layers 1–6" in text
+
+    # every interval shifted below 0: no task above 0 at any layer
+    ev = data.evidence
+    shifted = dataclasses.replace(ev, diff={**ev.diff, "ci_low": ev.diff["ci_low"] - 9})
+    moved = text_of(readings.read_specificity(dataclasses.replace(data, evidence=shifted)))
+    assert f"0 of {len(tasks)} seen tasks have its 95% interval above 0" in moved
+
+    c = planted["ceiling"]
+    text = text_of(readings.read_ceiling(data))
+    ceil = np.median(c["ceiling"], axis=0)[1:]
+    rel = np.median(c["relative"], axis=0)[1:]
+    assert "from 2 seeds per control" in text
+    assert f"lowest {ceil.min():.2f} at layer {1 + int(np.argmin(ceil))}" in text
+    assert f"lowest {rel.min():.2f} at layer 1, highest {rel.max():.2f} at layer {L}" in text
+    assert f"at layer {L} {rel[-1]:.2f}, and" in text
+    includes = int(((c["lo"][:, L] <= 1) & (c["hi"][:, L] >= 1)).sum())
+    below = int((c["hi"][:, L] < 1).sum())
+    n_seen = len(c["lo"])
+    assert f"includes 1 for {includes} of {n_seen} seen tasks and lies below 1 for {below}" in text
+    assert 0 < includes < len(c["lo"])  # the planted intervals differ in width
+
+
+def test_over_training_readings_state_the_tables_numbers(full):
+    run, planted = full
+    data = load_run_data(run)
+    ot = data.over_training
+    assert ot.steps == STEPS and ot.seen.sum() == 6
+    mean = planted["diff"].mean(axis=1)
+    text = text_of(readings.read_over_training_diff(data))
+    top = int(np.argmax(mean[-1]))
+    assert "4 SFT snapshots (steps 2–8), 6 seen tasks" in text
+    assert f"largest, {mean[-1, top]:+.2f} at layer {top}" in text
+    assert "first at step 4 (layers 3–5); at the last snapshot at layers 3–5 (3 of 6)" in text
+    assert "present from step 4 in layers 3–5 and at every later snapshot" in text
+
+    # the figure marks the same cells the reading counts
+    fig = figures.fig_over_training_diff(data)
+    marks = {tuple(p) for p in fig.axes[0].collections[0].get_offsets().astype(int)}
+    assert marks == {(s, x) for s in range(1, 4) for x in PLANTED_LAYERS}
+
+    text = text_of(readings.read_over_training_groups(data))
+    assert "Layer maps at 4 snapshots (steps 2–8); layer groups at 3 of them." in text
+    assert "The groups first appear at step 4." in text
+    assert "first gives 'holds' at step 6" in text
+    assert (
+        "step 8: shared 1–3, transition 4–5, refinement 6 (transition start within ±1 layer in "
+        "90% of refits; refinement start within ±1 layer in 75% of refits)"
+    ) in text
+    assert "transition starts at layer 3 at step 4 and at layer 4 at step 8" in text
+
+    text = text_of(readings.read_over_training_ari(data))
+    assert (
+        "Seen tasks: k-means ARI against the task labels at layer 6 (the highest at the last "
+        "snapshot) goes from 0.05 at step 0 (the base model) to 0.45 at step 8; against the "
+        "cluster labels from 0.03 to 0.23."
+    ) in text
+    assert "Unseen tasks" in text and "from 0.03 at step 0 (the base model) to 0.23" in text
+
+    # no snapshot with groups and no emergence: the readings say so
+    maps = {
+        **ot.maps,
+        "first_structure_step": None,
+        "first_holds_step": None,
+        "emergence": {"step": None, "layers": []},
+        "maps": [{**m, "structure": False, "groups": None} for m in ot.maps["maps"]],
+    }
+    flat = dataclasses.replace(data, over_training=dataclasses.replace(ot, maps=maps))
+    text = text_of(readings.read_over_training_groups(flat))
+    assert "layer groups at 0 of them." in text and "first appear" not in text
+    assert "No snapshot's map passes the test against the paper's map (last: holds)" in text
+    assert "No layer keeps" in text_of(readings.read_over_training_diff(flat))
+    assert figures.fig_over_training_groups(flat) is not None  # gaps, not an error
+
+
+def test_measures_readings_state_the_tables_numbers(full):
+    run, planted = full
+    data = load_run_data(run)
+    text = text_of(readings.read_measures_layers(data))
+    for title, measure in (("Procrustes", "procrustes"), ("RSA", "rsa")):
+        base = np.median(planted["measures"][(measure, "base")], axis=0)
+        sft = np.median(planted["measures"][(measure, "sft")], axis=0)
+        gap = sft - base
+        above = np.flatnonzero(gap > 0)
+        assert f"{title}: median SFT above median base at layers {above[0]}–{L}" in text
+        assert f"largest gap {gap.max():+.2f} at layer {int(np.argmax(gap))}" in text
+        assert f"base {base[L]:.2f}, SFT {sft[L]:.2f}" in text
+    assert text.startswith("CKA: median SFT")  # CKA (from cka.csv) beside the others
+
+    text = text_of(readings.read_measures_agreement(data))
+    assert (
+        "The measures (CKA, Procrustes, RSA) agree on the group of 5 of 6 layers (layers 1–4, 6)."
+    ) in text
+    assert (
+        "Procrustes: shared 1–2, transition 3–5, refinement 6 (test against the paper's map: "
+        "holds)."
+    ) in text
+    assert "RSA: shared 1–2, transition 3–4, refinement 5–6." in text
+
+    # the grid shows each measure's group per layer
+    grid = figures.fig_measures_agreement(data).axes[0].images[0].get_array()
+    assert grid.tolist() == [[1, 1, 2, 2, 3, 3], [1, 1, 2, 2, 2, 3], [1, 1, 2, 2, 3, 3]]
+
+    maps = data.measures.maps
+    rsa = {"structure": False, "groups": None, "paper_map": None}
+    measures = {**maps["measures"], "rsa": rsa}
+    changed = dataclasses.replace(
+        data.measures, maps={"measures": measures, "agreement": agreement(measures, L)}
+    )
+    text = text_of(readings.read_measures_agreement(dataclasses.replace(data, measures=changed)))
+    assert "agree on the group of 0 of 6 layers (no layer)" in text
+    assert "RSA: no layer structure." in text
+
+
+def test_absent_tables_give_the_absent_note(bare, tmp_path):
+    data = load_run_data(bare)
+    assert not data.over_training.steps and data.over_training.maps is None
+    assert not data.measures.names and data.measures.maps is None
+    paths = figures.render_figures(data, tmp_path)
+    assert NEW_NAMES - set(paths) == NEW_NAMES - {"specificity"}  # cka_diff.csv is there
+    from mossa.report.html import render_html
+
+    html = render_html(data, paths)
+    for spec in FIGURES:
+        if spec.name in NEW_NAMES - {"specificity"}:
+            assert f'No figure "{spec.name}": {escape(spec.absent)}' in html
+    assert ">Over training</h2>" not in html and ">Measures</h2>" not in html
+    assert ">Evidence</h2>" in html  # the paired difference is drawn
+    text = text_of(readings.read_specificity(data))
+    assert "No task specificity on this run" in text
+
+
+def test_a_run_without_the_evidence_tables_still_reports(bare, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(bare, run)
+    for name in ("cka_diff.csv", "specificity.csv", "ceiling.csv"):
+        (run / "tables" / name).unlink()
+    sums = json.loads((run / "tables" / "checksums.json").read_text())
+    write_checksums(
+        run / "tables",
+        [n for n in sums if n not in ("cka_diff.csv", "specificity.csv", "ceiling.csv")],
+    )
+    data = load_run_data(run)
+    assert not data.evidence.has_diff
+    assert figures.fig_specificity(data) is None and figures.fig_ceiling(data) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        ("cka_over_training.csv", lambda t: t.replace("diff_ci_low", "low", 1), "columns"),
+        ("measures.csv", lambda t: t + "rsa,base\n", "2 cells, expected 11"),
+        ("clustering_over_training.csv", lambda t: t.replace(",0.1\n", ",x\n", 1), "line 2"),
+        ("layer_map_over_training.json", lambda t: t.replace('"emergence"', '"x"'), "emergence"),
+        ("layer_groups_by_measure.json", lambda t: t[:-5], "not valid JSON"),
+    ],
+)
+def test_a_damaged_new_table_names_the_file_and_the_command(full, tmp_path, name, damage, message):
+    run = tmp_path / "run"
+    shutil.copytree(full[0], run)
+    path = run / "tables" / name
+    path.write_text(damage(path.read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(CorruptRunFile, match=message) as err:
+        load_run_data(run)
+    assert name in str(err.value) and "--redo analyze" in str(err.value)
