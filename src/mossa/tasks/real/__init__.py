@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cache
+from pathlib import Path
 
 from mossa.tasks.clusters import UNSEEN_CLUSTER
-from mossa.tasks.real.archives import load_sources, read_members
+from mossa.tasks.real.archives import cache_dir, load_sources, read_members
 from mossa.tasks.real.catalog import SPECS, RealSpec, members_of
 from mossa.tasks.real.readers import Row
 from mossa.tasks.real.templates import build_templates
@@ -23,11 +24,12 @@ from mossa.tasks.types import Example, Task
 
 
 @cache
-def _rows(name: str) -> tuple[Row, ...]:
-    """The de-duplicated rows of task ``name``: the first of each key and of each input."""
+def _rows(name: str, root: Path) -> tuple[Row, ...]:
+    """The de-duplicated rows of task ``name`` read from the archives in ``root``: the
+    first of each key and of each input. Cached per process and cache directory."""
     spec = _spec(name)
     source = load_sources()[spec.package]
-    files = read_members(source, list(spec.members), batch=members_of(spec.package))
+    files = read_members(source, list(spec.members), root, batch=members_of(spec.package))
     seen: dict[str, Row] = {}
     shown: set[str] = set()
     for row in spec.reader(files):
@@ -72,7 +74,7 @@ def build_real_task(
     spec: RealSpec, *, seed: int, n_train: int, n_validation: int, n_test: int
 ) -> Task:
     """Split ``spec``'s rows and wrap them in a :class:`Task` with their provenance."""
-    rows = list(_rows(spec.name))
+    rows = list(_rows(spec.name, cache_dir()))
     shipped_test = [r for r in rows if r.split == "test"]
     if shipped_test:
         test = _order(shipped_test, seed)[:n_test]
