@@ -1,8 +1,9 @@
 """Report sections beyond the paper: evidence, over training, measures.
 
-A small synthetic run is analysed once; the tables of the sections it lacks (snapshots,
-measures, control seeds, cross-task controls) are then written beside its own, with planted
-numbers, so each reading can be checked against what the tables say.
+A small synthetic run with SFT snapshots and every measure is analysed once (the new tables
+as the analyze stage writes them); copies of it then get planted numbers in those tables
+(and control seeds and cross-task controls, which a synthetic run lacks), so each reading can
+be checked against what the tables say, or lose them, so each section's absence is noted.
 """
 
 import csv
@@ -17,18 +18,14 @@ from markupsafe import escape
 
 from mossa.analysis.measure_tables import agreement
 from mossa.analysis.synthetic import make_synthetic_run
-from mossa.analysis.tables import read_table, write_json, write_table
+from mossa.analysis.tables import SCHEMAS, read_table, write_json, write_table
 from mossa.config import AnalysisConfig
 from mossa.io import CorruptRunFile, write_checksums
 from mossa.pipeline.report import run_report
 from mossa.report import figures, readings
-from mossa.report.data import (
-    CLUSTERING_OVER_TRAINING_COLUMNS,
-    MEASURES_COLUMNS,
-    OVER_TRAINING_COLUMNS,
-    load_run_data,
-)
+from mossa.report.data import load_run_data
 from mossa.report.figures import FIGURES
+from mossa.run_dir import RunDir, snapshot_adapter
 
 L = 6
 STEPS = [2, 4, 6, 8]
@@ -41,14 +38,25 @@ NEW = {
 NEW_NAMES = {name for names in NEW.values() for name in names}
 
 
+SNAPSHOT_STEPS = (2, 4)
+NEW_TABLES = (
+    "cka_over_training.csv",
+    "clustering_over_training.csv",
+    "layer_map_over_training.json",
+    "measures.csv",
+    "layer_groups_by_measure.json",
+)
+
+
 @pytest.fixture(scope="module")
-def bare(tmp_path_factory):
-    """An analysed synthetic run: cka_diff.csv, but none of the other new sections' tables."""
+def analysed(tmp_path_factory):
+    """A synthetic run with every measure and two SFT snapshots (step 2: base plus noise,
+    step 4: SFT itself), through the analyze stage: the new tables as it writes them."""
     from mossa.pipeline.analyze import run_analysis
 
-    run = tmp_path_factory.mktemp("bare")
+    root = tmp_path_factory.mktemp("analysed")
     cfg = make_synthetic_run(
-        run,
+        root,
         n_layers=L,
         n_tasks=6,
         n_unseen=2,
@@ -58,12 +66,48 @@ def bare(tmp_path_factory):
         boundaries=(3, 4),
         seed=3,
         analysis=AnalysisConfig(
-            permutations=10, bootstrap=20, group_bootstrap=50, tsne_layers=[], pca_variance=0.9
+            permutations=10,
+            bootstrap=20,
+            group_bootstrap=50,
+            tsne_layers=[],
+            pca_variance=0.9,
+            measures=["cka", "procrustes", "mutual_knn", "rsa"],
+            knn_k=5,
         ),
     )
+    run = RunDir(root)
+    store = run.store()
+    rng = np.random.default_rng(5)
+    for step in SNAPSHOT_STEPS:
+        run.adapter(snapshot_adapter(step)).mkdir(parents=True)
+        for task in store.tasks("sft"):
+            source = store.load("base" if step == 2 else "sft", task)[0]
+            states = source + 0.05 * rng.standard_normal(source.shape).astype(np.float32)
+            states[0] = source[0]  # the embeddings every model shares
+            prompts = [f"{task} prompt {j}" for j in range(source.shape[1])]
+            store.save(snapshot_adapter(step), task, states, prompts=prompts, meta={})
+    cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"snapshot_every": 2})})
     with pytest.warns(UserWarning, match="specificity.csv and tables/ceiling.csv stay empty"):
-        run_analysis(run, cfg)
-    return run
+        run_analysis(root, cfg)
+    return root
+
+
+def copy_run(src, dst, remove=()):
+    """A copy of run ``src`` at ``dst`` without the tables ``remove`` (checksums rewritten)."""
+    shutil.copytree(src, dst)
+    tables = dst / "tables"
+    for name in remove:
+        (tables / name).unlink()
+    sums = json.loads((tables / "checksums.json").read_text())
+    write_checksums(tables, [n for n in sums if n not in remove])
+    return dst
+
+
+@pytest.fixture(scope="module")
+def bare(analysed, tmp_path_factory):
+    """The analysed run without the over-training and measures tables (an older run, or one
+    whose config asks for neither): cka_diff.csv, but none of the other new sections'."""
+    return copy_run(analysed, tmp_path_factory.mktemp("bare") / "run", NEW_TABLES)
 
 
 def write_csv(path, columns, rows):
@@ -95,7 +139,7 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
                         "ci_low": value - 0.03,
                         "ci_high": value + 0.03,
                         "p_value": 0.2,
-                    }  # fmt: skip
+                    }
                 )
             ceil = 0.9 - 0.01 * layer - 0.02 * i
             sft = 0.6 + 0.03 * layer + 0.01 * i
@@ -112,7 +156,7 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
                     "sft_relative": rel,
                     "sft_relative_ci_low": lo,
                     "sft_relative_ci_high": hi,
-                }  # fmt: skip
+                }
             )
             if t["seen"]:
                 j = seen.index(t)
@@ -121,8 +165,6 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
                     ceil_arrays[name][j, layer] = v
     write_table(tables / "specificity.csv", "specificity", spec)
     write_table(tables / "ceiling.csv", "ceiling", ceiling)
-    sums = json.loads((tables / "checksums.json").read_text())
-    write_checksums(tables, list(sums))
 
     # over training: seen tasks above base from step 4 in the planted layers
     diff = np.full((len(STEPS), len(tasks), L + 1), -0.02)
@@ -145,12 +187,12 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
             "specificity": "nan",
             "specificity_ci_low": "",
             "specificity_ci_high": "",
-        }  # fmt: skip
+        }
         for s, step in enumerate(STEPS)
         for i, t in enumerate(tasks)
         for layer in range(L + 1)
     ]
-    write_csv(tables / "cka_over_training.csv", OVER_TRAINING_COLUMNS, rows)
+    write_csv(tables / "cka_over_training.csv", SCHEMAS["cka_over_training"], rows)
     clustering = [
         {
             "step": step,
@@ -159,20 +201,25 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
             "labels": labels,
             "ari": scale * (0.05 + 0.1 * step / 2 * layer / L),
             "silhouette": 0.1,
-        }  # fmt: skip
+        }
         for step in [0, *STEPS]
         for split, split_scale in (("seen", 1.0), ("unseen", 0.5))
         for labels, label_scale in (("task", 1.0), ("cluster", 0.5))
         for layer in range(L + 1)
         for scale in [split_scale * label_scale]
     ]
-    write_csv(tables / "clustering_over_training.csv", CLUSTERING_OVER_TRAINING_COLUMNS, clustering)
+    write_table(tables / "clustering_over_training.csv", "clustering_over_training", clustering)
     none = {"structure": False, "groups": None, "paper_map": "not testable", "confidence": {}}
 
     def mapped(step, groups, verdict, conf):
         confidence = {"transition_start": conf[0], "refinement_start": conf[1]}
-        return {"step": step, "structure": True, "groups": groups, "paper_map": verdict,
-                "confidence": confidence}  # fmt: skip
+        return {
+            "step": step,
+            "structure": True,
+            "groups": groups,
+            "paper_map": verdict,
+            "confidence": confidence,
+        }
 
     maps = {
         "steps": STEPS,
@@ -183,19 +230,19 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
                 {"shared": [1, 2], "transition": [3, 4], "refinement": [5, 6]},
                 "partly",
                 (0.6, 0.5),
-            ),  # fmt: skip
+            ),
             mapped(
                 6,
                 {"shared": [1, 2], "transition": [3, 5], "refinement": [6, 6]},
                 "holds",
                 (0.8, 0.7),
-            ),  # fmt: skip
+            ),
             mapped(
                 8,
                 {"shared": [1, 3], "transition": [4, 5], "refinement": [6, 6]},
                 "holds",
                 (0.9, 0.75),
-            ),  # fmt: skip
+            ),
         ],
         "first_structure_step": 4,
         "first_holds_step": 6,
@@ -212,7 +259,7 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
             for i, t in enumerate(tasks):
                 for layer in range(L + 1):
                     v = (
-                        0.3 + 0.1 * layer + 0.01 * i + 0.05 * m
+                        0.3 + 0.1 * layer + 0.013 * i + 0.05 * m
                         if model == "sft"
                         else 0.5 - 0.05 * layer + 0.02 * i
                     )
@@ -222,19 +269,19 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
                             "model": model,
                             "task": t["name"],
                             "cluster": t["cluster"],
-                            "seen": "true" if t["seen"] else "false",
+                            "seen": t["seen"],
                             "layer": layer,
                             "n": 20,
                             "value": v,
                             "null_p95": 0.45,
                             "ci_low": v - 0.05,
                             "ci_high": v + 0.05,
-                        }  # fmt: skip
+                        }
                     )
                     if t["seen"]:
                         grid[seen.index(t), layer] = v
             values[(measure, model)] = grid
-    write_csv(tables / "measures.csv", MEASURES_COLUMNS, measure_rows)
+    write_table(tables / "measures.csv", "measures", measure_rows)
     three = {"shared": [1, 2], "transition": [3, 4], "refinement": [5, 6]}
     by_measure = {
         "cka": {"structure": True, "groups": three, "paper_map": {"verdict": "partly"}},
@@ -249,6 +296,7 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
         tables / "layer_groups_by_measure.json",
         {"measures": by_measure, "agreement": agreement(by_measure, L)},
     )
+    write_checksums(tables, list(json.loads((tables / "checksums.json").read_text())))
     return {
         "spec_sft": spec_sft,
         "ceiling": ceil_arrays,
@@ -258,13 +306,16 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def full(bare, tmp_path_factory):
-    """The bare run with every new section's tables, and the report drawn from them."""
-    run = tmp_path_factory.mktemp("full") / "run"
-    shutil.copytree(bare, run)
+def full(analysed, tmp_path_factory):
+    """The analysed run with planted numbers in every new section's tables, and the report
+    drawn from them."""
+    run = copy_run(analysed, tmp_path_factory.mktemp("full") / "run")
     rows = read_table(run / "tables" / "cka.csv", "cka")
-    tasks = list({r["task"]: {"name": r["task"], "cluster": r["cluster"], "seen": r["seen"]}
-                  for r in rows}.values())  # fmt: skip
+    tasks = list(
+        {
+            r["task"]: {"name": r["task"], "cluster": r["cluster"], "seen": r["seen"]} for r in rows
+        }.values()
+    )
     planted = planted_tables(run / "tables", tasks)
     run_report(run, load_run_data(run).cfg)
     return run, planted
@@ -394,8 +445,9 @@ def test_measures_readings_state_the_tables_numbers(full):
     data = load_run_data(run)
     text = text_of(readings.read_measures_layers(data))
     for title, measure in (("Procrustes", "procrustes"), ("RSA", "rsa")):
-        base = np.median(planted["measures"][(measure, "base")], axis=0)
-        sft = np.median(planted["measures"][(measure, "sft")], axis=0)
+        base, sft = (
+            np.median(planted["measures"][(measure, model)], axis=0) for model in ("base", "sft")
+        )
         gap = sft - base
         above = np.flatnonzero(gap > 0)
         assert f"{title}: median SFT above median base at layers {above[0]}–{L}" in text
@@ -447,18 +499,39 @@ def test_absent_tables_give_the_absent_note(bare, tmp_path):
 
 
 def test_a_run_without_the_evidence_tables_still_reports(bare, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(bare, run)
-    for name in ("cka_diff.csv", "specificity.csv", "ceiling.csv"):
-        (run / "tables" / name).unlink()
-    sums = json.loads((run / "tables" / "checksums.json").read_text())
-    write_checksums(
-        run / "tables",
-        [n for n in sums if n not in ("cka_diff.csv", "specificity.csv", "ceiling.csv")],
-    )
-    data = load_run_data(run)
+    evidence = ("cka_diff.csv", "specificity.csv", "ceiling.csv")
+    data = load_run_data(copy_run(bare, tmp_path / "run", evidence))
     assert not data.evidence.has_diff
     assert figures.fig_specificity(data) is None and figures.fig_ceiling(data) is None
+
+
+def test_the_analyze_stages_tables_are_drawn_and_read(analysed, tmp_path):
+    """The new sections on the tables as the analyze stage writes them."""
+    data = load_run_data(analysed)
+    ot, measures = data.over_training, data.measures
+    assert ot.steps == list(SNAPSHOT_STEPS) and ot.seen.sum() == 6
+    assert measures.names == ["procrustes", "mutual_knn", "rsa"]
+    assert list(measures.maps["measures"]) == ["cka", "procrustes", "mutual_knn", "rsa"]
+    paths = figures.render_figures(data, tmp_path)
+    assert NEW_NAMES - set(paths) == {"ceiling"}  # one seed per control
+    for spec in FIGURES:
+        if spec.name in NEW_NAMES - {"ceiling"}:
+            assert all(spec.reading(data)), spec.name
+    agree = sum(r["agree"] for r in measures.maps["agreement"])
+    assert f"agree on the group of {agree} of {L} layers" in text_of(
+        readings.read_measures_agreement(data)
+    )
+    # step 4's states are SFT's, which the synthetic run plants above base from layer 3
+    present = ot.present[ot.steps.index(4)]
+    assert present[4:].all() and not present[:3].any()
+    assert f"at the last snapshot at layers {int(np.flatnonzero(present)[0])}–{L}" in text_of(
+        readings.read_over_training_diff(data)
+    )
+    seen = [r for r in ot.clustering if r["split"] == "seen" and r["labels"] == "task"]
+    assert {r["step"] for r in seen} == {0, *SNAPSHOT_STEPS}
+    assert "Seen tasks: k-means ARI against the task labels" in text_of(
+        readings.read_over_training_ari(data)
+    )
 
 
 @pytest.mark.parametrize(
@@ -472,10 +545,14 @@ def test_a_run_without_the_evidence_tables_still_reports(bare, tmp_path):
     ],
 )
 def test_a_damaged_new_table_names_the_file_and_the_command(full, tmp_path, name, damage, message):
-    run = tmp_path / "run"
-    shutil.copytree(full[0], run)
+    run = copy_run(full[0], tmp_path / "run")
     path = run / "tables" / name
     path.write_text(damage(path.read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(CorruptRunFile, match="do not match the checksum") as err:
+        load_run_data(run)
+    assert name in str(err.value)
+    # written so by the analyze stage (checksummed): the reader names what is wrong
+    write_checksums(path.parent, list(json.loads((path.parent / "checksums.json").read_text())))
     with pytest.raises(CorruptRunFile, match=message) as err:
         load_run_data(run)
     assert name in str(err.value) and "--redo analyze" in str(err.value)

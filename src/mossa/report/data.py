@@ -6,8 +6,6 @@ from layer_groups.json, and every number and verdict its text states from findin
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -16,9 +14,16 @@ import numpy as np
 from mossa.analysis.findings import check_findings
 from mossa.analysis.layer_map import LayerMap
 from mossa.analysis.over_training import MAJORITY
-from mossa.analysis.tables import STAGE, TableArrays, read_arrays, read_table, read_table_json
+from mossa.analysis.tables import (
+    SCHEMAS,
+    STAGE,
+    TableArrays,
+    read_arrays,
+    read_table,
+    read_table_json,
+)
 from mossa.config import RunConfig
-from mossa.io import corrupt, read_text, verify_checksums
+from mossa.io import verify_checksums
 from mossa.run_dir import RunDir
 
 
@@ -74,7 +79,8 @@ class Evidence:
 
 
 def _rows(run: RunDir, name: str) -> list[dict]:
-    """Rows of table ``name`` (a schema of :mod:`mossa.analysis.tables`); [] when missing."""
+    """Rows of table ``name`` (a schema of :mod:`mossa.analysis.tables`); [] when the run has
+    no such file (an older run, or a section its config did not ask for)."""
     path = run.table(f"{name}.csv")
     return read_table(path, name) if path.is_file() else []
 
@@ -99,78 +105,6 @@ def read_evidence(run: RunDir, tasks: list[str], n_layers: int) -> Evidence:
     )
 
 
-# Tables of the over-training analysis (issue 16) and of the measures beside CKA (issue 18):
-# optional, so their columns and types are read here; a run without them gets no rows.
-OVER_TRAINING_COLUMNS = (
-    "step",
-    "task",
-    "cluster",
-    "seen",
-    "layer",
-    "cka",
-    "diff",
-    "diff_ci_low",
-    "diff_ci_high",
-    "diff_p_value",
-    "specificity",
-    "specificity_ci_low",
-    "specificity_ci_high",
-)
-CLUSTERING_OVER_TRAINING_COLUMNS = ("step", "split", "layer", "labels", "ari", "silhouette")
-MEASURES_COLUMNS = (
-    "measure",
-    "model",
-    "task",
-    "cluster",
-    "seen",
-    "layer",
-    "n",
-    "value",
-    "null_p95",
-    "ci_low",
-    "ci_high",
-)
-_TEXT = {"task", "cluster", "split", "labels", "measure", "model"}
-_INT = {"step", "layer", "n"}
-
-
-def _cell(column: str, text: str):
-    if column in _TEXT:
-        return text
-    if column == "seen":
-        if text not in ("true", "false"):
-            raise ValueError(f"expected true or false, found {text!r}")
-        return text == "true"
-    if column in _INT:
-        return int(text)
-    return math.nan if text == "" else float(text)
-
-
-def read_optional_table(path: Path, columns: tuple[str, ...]) -> list[dict]:
-    """Typed rows of a CSV table a run may lack ([] when the file does not exist).
-
-    A file whose header is not ``columns`` or with an unreadable row is a CorruptRunFile
-    naming the file, the line and `mossa analyze`; empty cells and "nan" read as NaN.
-    """
-    if not path.is_file():
-        return []
-    run_dir = path.parent.parent
-    lines = read_text(path, stage=STAGE, run_dir=run_dir).splitlines()
-    reader = csv.reader(lines, strict=True)
-    try:
-        header = tuple(next(reader, ()))
-        if header != columns:
-            raise ValueError(f"columns {header}, expected {columns}")
-        rows = []
-        for line in reader:
-            if len(line) != len(header):
-                raise ValueError(f"{len(line)} cells, expected {len(header)}")
-            rows.append({c: _cell(c, v) for c, v in zip(header, line, strict=True)})
-    except (ValueError, csv.Error) as exc:
-        raise corrupt(path, f"line {reader.line_num}: {exc}", STAGE, run_dir) from None
-    return rows
-
-
 def _json_with(*keys: str):
     """A parser for :func:`read_table_json` that requires the top-level ``keys``."""
 
@@ -184,6 +118,7 @@ def _json_with(*keys: str):
 
 
 def _optional_json(run: RunDir, name: str, *keys: str) -> dict | None:
+    """JSON table ``name`` with the top-level ``keys``; None when the run has no such file."""
     path = run.table(name)
     return read_table_json(path, _json_with(*keys)) if path.is_file() else None
 
@@ -226,25 +161,24 @@ class OverTraining:
 
 def read_over_training(run: RunDir, n_layers: int) -> OverTraining:
     """The over-training tables of ``run``; each part empty (or None) when its file is missing."""
-    rows = read_optional_table(run.table("cka_over_training.csv"), OVER_TRAINING_COLUMNS)
+    rows = _rows(run, "cka_over_training")
     steps = sorted({r["step"] for r in rows})
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     seen = {r["task"]: r["seen"] for r in rows}
-    columns = OVER_TRAINING_COLUMNS[5:]
+    columns = SCHEMAS["cka_over_training"][5:]
     cka = {c: np.full((len(steps), len(tasks), n_layers + 1), np.nan) for c in columns}
     step_index = {s: i for i, s in enumerate(steps)}
     task_index = {t: i for i, t in enumerate(tasks)}
     for r in rows:
         for c in columns:
-            cka[c][step_index[r["step"]], task_index[r["task"]], r["layer"]] = r[c]
+            value = np.nan if r[c] is None else r[c]
+            cka[c][step_index[r["step"]], task_index[r["task"]], r["layer"]] = value
     return OverTraining(
         steps=steps,
         tasks=tasks,
         seen=np.array([seen[t] for t in tasks], dtype=bool),
         cka=cka,
-        clustering=read_optional_table(
-            run.table("clustering_over_training.csv"), CLUSTERING_OVER_TRAINING_COLUMNS
-        ),
+        clustering=_rows(run, "clustering_over_training"),
         maps=_optional_json(
             run,
             "layer_map_over_training.json",
@@ -272,7 +206,7 @@ class Measures:
 
 def read_measures(run: RunDir, tasks: list[str], n_layers: int) -> Measures:
     """The per-measure tables of ``run``; empty (None) when its files are missing."""
-    rows = read_optional_table(run.table("measures.csv"), MEASURES_COLUMNS)
+    rows = _rows(run, "measures")
     return Measures(
         names=list(dict.fromkeys(r["measure"] for r in rows)),
         values=_grids(

@@ -1,9 +1,11 @@
-"""The paper's figures on this run's tables, one function per figure (matplotlib, Agg).
+"""The paper's figures on this run's tables, one function per figure (matplotlib, Agg), and
+those beyond the paper: evidence, the SFT snapshots over training, the other measures.
 
 Each ``fig_*`` function takes the run's :class:`~mossa.report.data.RunData` and returns a
 matplotlib Figure, or None when the run has nothing to show for it (e.g. no unseen
-tasks). :data:`FIGURES` is the one registry of the report's figures, in report order: per
-figure a :class:`FigureSpec` with its drawing, caption and reading.
+tasks, or a run without the table the figure draws). :data:`FIGURES` is the one registry
+of the report's figures, in report order: per figure a :class:`FigureSpec` with its
+drawing, caption and reading.
 """
 
 from __future__ import annotations
@@ -520,9 +522,12 @@ def fig_over_training_diff(data: RunData) -> Figure | None:
     found = ot.maps["emergence"]["step"] if ot.maps else None
     if found in ot.steps:
         ax.axvline(
-            ot.steps.index(found) - 0.5, color="black", ls="--", lw=1.2,
+            ot.steps.index(found) - 0.5,
+            color="black",
+            ls="--",
+            lw=1.2,
             label=f"present from step {found} on (layer_map_over_training.json)",
-        )  # fmt: skip
+        )
     every = max(1, math.ceil(len(ot.steps) / 16))
     ax.set_xticks(range(0, len(ot.steps), every), [str(s) for s in ot.steps[::every]])
     _layer_ticks_y(ax, data.n_layers)
@@ -554,9 +559,12 @@ def fig_over_training_groups(data: RunData) -> Figure | None:
     width = 0.6 * (float(np.min(np.diff(steps))) if len(steps) > 1 else 1.0)
     fig = Figure(figsize=(max(7.0, 0.4 * len(steps) + 4), 4.6), layout="constrained")
     ax = fig.subplots()
+    bare = [x for x, m in zip(steps, snaps, strict=True) if not (m["structure"] and m["groups"])]
+    if bare:
+        middle = [(data.n_layers + 1) / 2] * len(bare)
+        ax.plot(bare, middle, "x", ls="", color="grey", ms=10, mew=2, label="no groups")
     for x, m in zip(steps, snaps, strict=True):
         if not (m["structure"] and m["groups"]):
-            ax.plot([x], [0.2], "x", color=NULL_COLOR, ms=7)
             continue
         for name, span in m["groups"].items():
             if span:
@@ -579,18 +587,22 @@ def fig_over_training_groups(data: RunData) -> Figure | None:
         ax.plot(steps, starts, "-", color=color, lw=1.2)  # NaN: a gap where no group starts
         rgba = np.array([matplotlib.colors.to_rgba(color, 0.25 + 0.75 * a) for a in shares])
         ax.scatter(steps, starts, s=15 + 60 * shares, color=rgba, label=f"{name} start", zorder=3)
-    marks = (
-        (maps["first_structure_step"], "groups appear", ":"),
-        (maps["first_holds_step"], "paper's map holds", "--"),
-    )
-    for step, label, style in marks:
-        if step is not None:
-            ax.axvline(step, color="black", ls=style, lw=1)
-            ax.text(step, data.n_layers + 0.6, f" {label}", fontsize=8, va="bottom")
+    marks: dict[int, list[str]] = {}
+    for key, label in (
+        ("first_structure_step", "groups appear"),
+        ("first_holds_step", "paper's map holds"),
+    ):
+        if maps[key] is not None:
+            marks.setdefault(maps[key], []).append(label)
+    for step, labels in marks.items():
+        ax.axvline(step, color="black", ls="--", lw=1)
+        ax.text(step, data.n_layers + 0.6, " " + ", ".join(labels), fontsize=8, va="bottom")
+    if len(steps) <= 16:
+        ax.set_xticks(steps, [str(int(x)) for x in steps])
     ax.set_ylim(0, data.n_layers + 1.5)
     ax.set_xlabel("SFT training step (snapshot)")
     ax.set_ylabel("layer")
-    ax.set_title("Layer groups of each snapshot (× : no groups)")
+    ax.set_title("Layer groups of each snapshot")
     handles, _ = ax.get_legend_handles_labels()
     handles += [Patch(color=c, alpha=0.6, label=n) for n, c in GROUP_COLORS.items()]
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -653,7 +665,9 @@ def fig_measures_agreement(data: RunData) -> Figure | None:
     code = {None: 0, **{g: i + 1 for i, g in enumerate(GROUPS)}}
     grid = np.array([[code[r["groups"].get(n)] for r in maps["agreement"]] for n in names])
     cmap = ListedColormap([NULL_COLOR, *(GROUP_COLORS[g] for g in GROUPS)])
-    fig = Figure(figsize=(max(7.0, 0.32 * len(layers) + 3), 1.0 + 0.55 * len(names) + 1.2))
+    fig = Figure(
+        figsize=(max(7.0, 0.32 * len(layers) + 3), 1.6 + 0.55 * len(names)), layout="constrained"
+    )
     ax = fig.subplots()
     ax.imshow(
         grid,
@@ -677,15 +691,7 @@ def fig_measures_agreement(data: RunData) -> Figure | None:
     handles = [Patch(color=GROUP_COLORS[g], label=g) for g in GROUPS]
     handles += [Patch(color=NULL_COLOR, label="no group")]
     handles += [plt.Line2D([], [], ls="", marker="v", color="black", label="all measures agree")]
-    ax.legend(
-        handles=handles,
-        fontsize=8,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.3),
-        ncol=5,
-        frameon=False,
-    )
-    fig.tight_layout()
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=5, frameon=False)
     return fig
 
 
@@ -697,8 +703,9 @@ class FigureSpec:
     ``paper`` the paper figure it redraws. ``draw`` returns the figure (or its PNG bytes, for
     a figure shared with another experiment), or None when the run has nothing to show
     (``absent`` then says why). ``caption`` goes under the figure and ``reading`` gives the
-    sentences under that (from the findings, never computed here). Consecutive figures with
-    the same ``part`` are grouped under that heading.
+    sentences under that (from the findings; the figures beyond the paper's count and take
+    medians of their tables, see :mod:`mossa.report.readings`). Consecutive figures with the
+    same ``part`` are grouped under that heading (h2, each figure an h3).
     """
 
     name: str

@@ -529,7 +529,7 @@ def _clustering_sentence(rows: list[dict], split: str) -> str | None:
         f"highest at the last snapshot) goes from {_f(ari.get(('task', first, layer)))} at step "
         f"{first} ({start}) to {_f(ari[('task', last, layer)])} at step {last}"
     )
-    if ("cluster", first, layer) in ari:
+    if np.isfinite(ari.get(("cluster", first, layer), math.nan)):
         text += (
             f"; against the cluster labels from {_f(ari[('cluster', first, layer)])} to "
             f"{_f(ari.get(('cluster', last, layer)))}"
