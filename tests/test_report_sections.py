@@ -372,6 +372,7 @@ def test_evidence_readings_state_the_tables_numbers(full):
     shifted = dataclasses.replace(ev, diff={**ev.diff, "ci_low": ev.diff["ci_low"] - 9})
     moved = text_of(readings.read_specificity(dataclasses.replace(data, evidence=shifted)))
     assert f"0 of {len(tasks)} seen tasks have its 95% interval above 0" in moved
+    assert "above 0 at no layer (0 of 6 layers)." in moved
 
     c = planted["ceiling"]
     text = text_of(readings.read_ceiling(data))
@@ -453,6 +454,8 @@ def test_measures_readings_state_the_tables_numbers(full):
         assert f"{title}: median SFT above median base at layers {above[0]}–{L}" in text
         assert f"largest gap {gap.max():+.2f} at layer {int(np.argmax(gap))}" in text
         assert f"base {base[L]:.2f}, SFT {sft[L]:.2f}" in text
+        share = (planted["measures"][(measure, "sft")][:, 1:] > 0.45).mean()  # null p95 0.45
+        assert f"SFT {sft[L]:.2f}; {share:.0%} of SFT's (task, layer ≥ 1) values above" in text
     assert text.startswith("CKA: median SFT")  # CKA (from cka.csv) beside the others
 
     text = text_of(readings.read_measures_agreement(data))

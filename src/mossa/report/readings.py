@@ -67,9 +67,7 @@ def _ranges(layers: list[int]) -> str:
 def groups_text(groups: LayerGroups) -> str:
     """'shared 1–4, transition 5–8, refinement 9–12' (groups that exist, single layers bare)."""
     return ", ".join(
-        f"{name} {span.first}" if span.first == span.last else f"{name} {span.first}–{span.last}"
-        for name, span in groups.items()
-        if span
+        _span_text(name, span.first, span.last) for name, span in groups.items() if span
     )
 
 
@@ -345,8 +343,8 @@ def _at(values: np.ndarray, index: int | None, signed: bool = False) -> str:
     return f"{_f(float(values[index]), signed)} at layer {index}"
 
 
-def _span_text(name: str, span) -> str:
-    first, last = span
+def _span_text(name: str, first: int, last: int) -> str:
+    """'transition 5–8', or 'refinement 9' for a single layer."""
     return f"{name} {first}" if first == last else f"{name} {first}–{last}"
 
 
@@ -354,7 +352,7 @@ def spans_text(groups: dict | None) -> str:
     """Groups as a table's JSON writes them ({name: [first, last] | null}) in words."""
     if not groups:
         return "no layer groups"
-    return ", ".join(_span_text(n, groups[n]) for n in GROUPS if groups.get(n))
+    return ", ".join(_span_text(n, *groups[n]) for n in GROUPS if groups.get(n))
 
 
 def _verdict(paper_map) -> str | None:
@@ -380,13 +378,13 @@ def read_specificity(data: RunData) -> list[str]:
     majority = [int(x) for x in np.flatnonzero(per_layer >= MAJORITY * n_tasks)]
     median = _blocks(np.nanmedian(ev.diff["diff"][mask], axis=0))
     top = int(np.argmax(per_layer))
+    most = f"; most at layer {top} ({per_layer[top]} of {n_tasks})" if per_layer[top] else ""
     out = [
         f"Paired SFT−base difference (cka_diff.csv): {int(above.any(axis=1).sum())} of "
         f"{n_tasks} seen tasks have its 95% interval above 0 at one or more layers, "
         f"{int(below.any(axis=1).sum())} below 0 at one or more.",
         f"At least half of the seen tasks have it above 0 at {_ranges(majority)} "
-        f"({len(majority)} of {data.n_layers} layers); most at layer {top} ({per_layer[top]} of "
-        f"{n_tasks}).",
+        f"({len(majority)} of {data.n_layers} layers){most}.",
         f"Median difference over seen tasks: largest {_at(median, _argmax(median), True)}, "
         f"smallest {_at(median, _argmin(median), True)}.",
     ]
