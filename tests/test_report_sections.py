@@ -9,7 +9,9 @@ be checked against what the tables say, or lose them, so each section's absence 
 import csv
 import dataclasses
 import json
+import re
 import shutil
+import subprocess
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -168,6 +170,7 @@ def planted_tables(tables, tasks: list[dict]) -> dict:
 
     # over training: seen tasks above base from step 4 in the planted layers
     diff = np.full((len(STEPS), len(tasks), L + 1), -0.02)
+    diff[:, :, 0] = 0.05  # the embeddings: never counted, whatever the table says
     for s, step in enumerate(STEPS):
         for layer in PLANTED_LAYERS:
             if step >= 4:
@@ -361,6 +364,8 @@ def test_evidence_readings_state_the_tables_numbers(full):
     text = text_of(readings.read_specificity(data))
     assert f"{len(above)} of {len(tasks)} seen tasks have its 95% interval above 0" in text
     top = 1 + int(np.argmax(per_layer))  # layer 0, the shared embeddings, is left out
+    half = [x for x in range(1, L + 1) if per_layer[x - 1] >= len(tasks) / 2]
+    assert f"have it above 0 at {readings._ranges(half)} ({len(half)} of {L} layers)" in text
     assert f"most at layer {top} ({per_layer[top - 1]} of {len(tasks)})" in text
     median = np.median(planted["spec_sft"], axis=0)
     assert f"SFT {median[L]:+.2f} at layer {L} (its largest)" in text
@@ -373,6 +378,13 @@ def test_evidence_readings_state_the_tables_numbers(full):
     moved = text_of(readings.read_specificity(dataclasses.replace(data, evidence=shifted)))
     assert f"0 of {len(tasks)} seen tasks have its 95% interval above 0" in moved
     assert "above 0 at no layer (0 of 6 layers)." in moved
+    # exactly half of the seen tasks above 0, at layer 2 only
+    low = np.full_like(ev.diff["ci_low"], -1.0)
+    low[np.flatnonzero(data.seen_mask)[:3], 2] = 0.1
+    half = dataclasses.replace(ev, diff={**ev.diff, "ci_low": low})
+    moved = text_of(readings.read_specificity(dataclasses.replace(data, evidence=half)))
+    assert "3 of 6 seen tasks have its" in moved
+    assert "above 0 at layer 2 (1 of 6 layers); most at layer 2 (3 of 6)." in moved
 
     c = planted["ceiling"]
     text = text_of(readings.read_ceiling(data))
@@ -483,12 +495,18 @@ def test_measures_readings_state_the_tables_numbers(full):
     assert "RSA: no layer structure." in text
 
 
-def test_absent_tables_give_the_absent_note(bare, tmp_path):
+def render_new(data, out, monkeypatch) -> dict:
+    """render_figures of the new sections' figures only (the paper's are test_report's)."""
+    monkeypatch.setattr(figures, "FIGURES", tuple(s for s in FIGURES if s.name in NEW_NAMES))
+    return figures.render_figures(data, out)
+
+
+def test_absent_tables_give_the_absent_note(bare, tmp_path, monkeypatch):
     data = load_run_data(bare)
     assert not data.over_training.steps and data.over_training.maps is None
     assert not data.measures.names and data.measures.maps is None
-    paths = figures.render_figures(data, tmp_path)
-    assert NEW_NAMES - set(paths) == NEW_NAMES - {"specificity"}  # cka_diff.csv is there
+    paths = render_new(data, tmp_path, monkeypatch)
+    assert set(paths) == {"specificity"}  # cka_diff.csv is there
     from mossa.report.html import render_html
 
     html = render_html(data, paths)
@@ -508,15 +526,15 @@ def test_a_run_without_the_evidence_tables_still_reports(bare, tmp_path):
     assert figures.fig_specificity(data) is None and figures.fig_ceiling(data) is None
 
 
-def test_the_analyze_stages_tables_are_drawn_and_read(analysed, tmp_path):
+def test_the_analyze_stages_tables_are_drawn_and_read(analysed, tmp_path, monkeypatch):
     """The new sections on the tables as the analyze stage writes them."""
     data = load_run_data(analysed)
     ot, measures = data.over_training, data.measures
     assert ot.steps == list(SNAPSHOT_STEPS) and ot.seen.sum() == 6
     assert measures.names == ["procrustes", "mutual_knn", "rsa"]
     assert list(measures.maps["measures"]) == ["cka", "procrustes", "mutual_knn", "rsa"]
-    paths = figures.render_figures(data, tmp_path)
-    assert NEW_NAMES - set(paths) == {"ceiling"}  # one seed per control
+    paths = render_new(data, tmp_path, monkeypatch)
+    assert set(paths) == NEW_NAMES - {"ceiling"}  # one seed per control
     for spec in FIGURES:
         if spec.name in NEW_NAMES - {"ceiling"}:
             assert all(spec.reading(data)), spec.name
@@ -559,3 +577,21 @@ def test_a_damaged_new_table_names_the_file_and_the_command(full, tmp_path, name
     with pytest.raises(CorruptRunFile, match=message) as err:
         load_run_data(run)
     assert name in str(err.value) and "--redo analyze" in str(err.value)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_headless_chromium_loads_every_figure_of_the_full_report(full, tmp_path):
+    run, _ = full
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    args += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    args += [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    done = subprocess.run(
+        ["chromium", *args, "--dump-dom", (run / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    loaded = re.search(r'data-figures-loaded="(\d+)/(\d+)"', done.stdout)
+    assert loaded, done.stderr[-2000:]
+    assert loaded.group(1) == loaded.group(2) == str(len(list((run / "figures").glob("*.png"))))
+    assert int(loaded.group(1)) == len(FIGURES) - 1  # every figure but t-SNE (none asked for)
