@@ -168,9 +168,10 @@ def test_evaluation_switches_adapters_like_fresh_models(trained_run, monkeypatch
 
     def record(metric, predictions, references):
         answers.append(list(predictions))
-        return float(len(answers))
+        return [float(len(answers))] * len(predictions)
 
-    monkeypatch.setattr(generation, "score", record)
+    monkeypatch.setattr(generation, "example_scores", record)
+    monkeypatch.setattr(generation, "aggregate", lambda metric, examples: examples[0])
     evaluation.run_evaluation(trained_run, cfg, TASKS)
     records = json.loads((trained_run / "eval" / "task_metrics.json").read_text())
     assert [(r["task"], r["cluster"], r["metric"]) for r in records] == [
