@@ -117,6 +117,22 @@ def _num(value) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
+def groups_line(fit) -> str:
+    """The fitted groups with their test and confidence, or "none" and why (one line)."""
+    from mossa.analysis.layer_map import p_text
+
+    if not fit.structure:
+        return f"none ({fit.reason})"
+    spans = ", ".join(
+        f"{name} {span.first}-{span.last}" for name, span in fit.structure.groups.items() if span
+    )
+    conf = ", ".join(f"{k} {v:.0%}" for k, v in fit.structure.confidence.items())
+    return (
+        f"{spans} ({p_text(fit.p_value, fit.n_bootstrap)} against a straight line; "
+        f"boundaries within ±1 layer in refits: {conf})"
+    )
+
+
 def summary(the_map, table: Path) -> list[str]:
     """A few lines: the groups, the paper verdict with each group's checks, the last layer."""
     from mossa.analysis.layer_map import p_text
@@ -132,19 +148,7 @@ def summary(the_map, table: Path) -> list[str]:
     ]
     if the_map.excluded_tasks:
         out.append(f"left out (non-finite CKA): {', '.join(the_map.excluded_tasks)}")
-    if fit.structure:
-        spans = ", ".join(
-            f"{name} {span.first}-{span.last}"
-            for name, span in fit.structure.groups.items()
-            if span
-        )
-        conf = ", ".join(f"{k} {v:.0%}" for k, v in fit.structure.confidence.items())
-        out.append(
-            f"groups: {spans} ({p_text(fit.p_value, fit.n_bootstrap)} against a straight line; "
-            f"boundaries within ±1 layer in refits: {conf})"
-        )
-    else:
-        out.append(f"groups: none ({fit.reason})")
+    out.append(f"groups: {groups_line(fit)}")
     out.append(f"paper map: {paper.verdict} ({paper.reason})")
     for test in paper.tests:
         where = f" {test.layers.first}-{test.layers.last}" if test.layers else " (absent)"

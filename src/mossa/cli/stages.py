@@ -102,21 +102,15 @@ def analyze(run_dir: RunDirArg, force: ForceOption = False) -> None:
     """Compute every table of RUN/tables from the activation store (CKA, calibration, layer map)."""
     from mossa.analysis.layer_map import LayerMap
     from mossa.analysis.tables import read_table_json
+    from mossa.cli.layermap import groups_line
     from mossa.run_dir import RunDir
 
     run_stage(run_dir, "analyze", force=force)
     run = RunDir(run_dir)
-    fit = read_table_json(run.table("layer_groups.json"), LayerMap.from_json).fit
-    if fit.structure:
-        spans = ", ".join(
-            f"{name} {span.first}-{span.last}"
-            for name, span in fit.structure.groups.items()
-            if span
-        )
-        conf = ", ".join(f"{k} {v:.0%}" for k, v in fit.structure.confidence.items())
-        typer.echo(f"layer map: {spans} (confidence within ±1 layer: {conf})")
-    else:
-        typer.echo(f"layer map: no structure ({fit.reason})")
+    the_map = read_table_json(run.table("layer_groups.json"), LayerMap.from_json)
+    typer.echo(f"layer map: {groups_line(the_map.fit)}")
+    if the_map.paper_map:
+        typer.echo(f"paper map: {the_map.paper_map.verdict} ({the_map.paper_map.reason})")
     typer.echo(f"tables: {run.tables_dir}")
 
 

@@ -61,22 +61,7 @@ def _boxes(ax, data: RunData, mask: np.ndarray, column: str = "cka", null: bool 
             lw=0,
             label="permutation null, 95th pct (max over tasks)",
         )
-    for offset, model in ((-0.19, "base"), (0.19, "sft")):
-        values = data.cka[(model, column)][mask]
-        columns = [v[np.isfinite(v)] for v in values.T]
-        ax.boxplot(
-            columns,
-            positions=layers + offset,
-            widths=0.34,
-            patch_artist=True,
-            manage_ticks=False,
-            showfliers=True,
-            flierprops={"markersize": 2, "markeredgecolor": COLORS[model]},
-            medianprops={"color": "black", "lw": 1},
-            boxprops={"facecolor": COLORS[model], "edgecolor": COLORS[model], "alpha": 0.85},
-            whiskerprops={"color": COLORS[model]},
-            capprops={"color": COLORS[model]},
-        )
+    _model_boxes(ax, layers, {m: data.cka[(m, column)][mask] for m in ("base", "sft")})
     lo = np.nanmin([np.nanmin(data.cka[(m, column)][mask]) for m in ("base", "sft")])
     ax.set_ylim(min(0.0, lo) - 0.05, 1.05)
     ax.axhline(0, color="black", lw=0.5)
