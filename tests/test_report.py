@@ -401,3 +401,25 @@ def test_summary_states_as_holding_only_what_findings_json_gives_as_holds(run, f
     for finding, text in claims.items():
         assert (escape(text) in stated or text in stated) == (finding in holding), finding
     assert bool(holding) == bool(holds_line)
+
+
+def test_task_sources_are_listed_when_the_suite_records_them(run, tmp_path):
+    """The real suite records each task's dataset, package, licence, split and Flan
+    stand-in; the report lists them (escaped), and a suite without sources gets no table."""
+    data = load_run_data(run)
+    assert "Tasks and their data" not in render_html(data, {})
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    doc = json.loads((copy / "tasks" / "tasks.json").read_text())
+    for i, task in enumerate(doc["tasks"]):
+        task |= {
+            "source": f"Dataset <{i}>",
+            "package": f"pkg{i}==1.0",
+            "license": "CC-BY-4.0",
+            "original_split": "test",
+            "stands_in_for": "SST-2",
+        }
+    (copy / "tasks" / "tasks.json").write_text(json.dumps(doc))
+    html = render_html(dataclasses.replace(data, run_dir=copy), {})
+    assert "Tasks and their data" in html and "Dataset &lt;3&gt;" in html
+    assert all(f"pkg{i}==1.0" in html for i in range(len(doc["tasks"])))

@@ -100,6 +100,23 @@ def _metric_row(data: RunData, r: dict) -> dict:
     }
 
 
+SOURCE_FIELDS = ("source", "package", "license", "original_split", "stands_in_for")
+
+
+def task_sources(data: RunData) -> list[dict]:
+    """Where each task's data comes from (tasks.json), for suites that record it (the real
+    suite: dataset, package==version, licence, original split, the Flan dataset it stands
+    in for); empty for suites without sources."""
+    records = RunDir(data.run_dir).read_tasks(required=("name",))
+    if not any(r.get("source") for r in records):
+        return []
+    return [
+        {"task": r["name"], "cluster": cluster_name(r.get("cluster", "")), "seen": r.get("seen")}
+        | {f: r.get(f) or "" for f in SOURCE_FIELDS}
+        for r in records
+    ]
+
+
 def render_html(data: RunData, figure_paths: dict[str, Path]) -> str:
     """The report page for ``data`` with the PNGs in ``figure_paths`` (name -> path) inlined."""
     env = Environment(loader=PackageLoader("mossa.report", "templates"), autoescape=True)
@@ -135,6 +152,7 @@ def render_html(data: RunData, figure_paths: dict[str, Path]) -> str:
         group_names=GROUPS,
         cka_table=_cka_table(data),
         metrics=metrics,
+        sources=task_sources(data),
         version=mossa_version(),
         tables_dir=str(RunDir(data.run_dir).tables_dir),
         confidence=f"{data.cfg.evaluation.confidence:.0%}",
