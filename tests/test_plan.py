@@ -86,3 +86,60 @@ def test_snapshots_show_their_count_disk_and_extraction():
     assert snap["extraction"]["entries"] == base["extraction"]["entries"] + 2 * total
     # q/v LoRA r=8 of a 64-wide, 4-layer model: 2 modules x 4 layers x 8 x (64 + 64) x 4 B
     assert snap["snapshots"]["disk_gb"] == pytest.approx(2 * 2 * 4 * 8 * 128 * 4 / 1e9, rel=0.5)
+
+
+def _memory(*overrides):
+    return make_plan(load_config(profile="llama2-7b-flan", overrides=list(overrides)))["gpu_memory"]
+
+
+def test_llama2_7b_memory_matches_a_hand_computation():
+    """Batch 16 x 1024 tokens, bf16, LoRA r=8 on q/v of 32 blocks (docs/training.md)."""
+    gb = _memory()["estimate_gb"]
+    tokens = 16 * 1024
+    hand = {
+        "weights": 6.74e9 * 2,
+        "lora_and_optimizer": 8 * (4096 + 4096) * 2 * 32 * (4 + 4 + 4 + 4),
+        "activations": tokens * 32 * (21 * 4096 + 6 * 11008),
+        "logits": tokens / 4 * 32000 * 4 * 3,  # a quarter of positions, 3 float32 copies
+        "overhead": 1e9,
+    }
+    for part, value in hand.items():
+        assert gb[part] == pytest.approx(value / 1e9, rel=0.01), part
+    assert gb["total"] == pytest.approx(sum(hand.values()) / 1e9, rel=0.01)
+    checkpointed = _memory("compute.gradient_checkpointing=true")["estimate_gb"]
+    # block inputs (4 bytes per hidden unit per block) plus one block recomputed
+    expected = tokens * (32 * 4 * 4096 + 21 * 4096 + 6 * 11008)
+    assert checkpointed["activations"] == pytest.approx(expected / 1e9, rel=0.01)
+
+
+def test_7b_fits_80_gb_in_bf16_with_checkpointing_and_the_plan_says_so():
+    assert _memory("compute.gpu_memory_gb=80", "compute.gradient_checkpointing=true")["fits"]
+    plain = _memory("compute.gpu_memory_gb=80")
+    assert plain["fits"] is False  # 16 x 1024 tokens of activations alone are ~80 GB
+    assert plain["suggestion"]["change"] == {"gradient_checkpointing": True}
+    assert plain["suggestion"]["total_gb"] < 80
+    done = dry_run("--profile", "llama2-7b-flan", "--set", "compute.gpu_memory_gb=80")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "do not fit compute.gpu_memory_gb=80" in text
+    assert "compute.gradient_checkpointing: true" in text
+
+
+def test_16_gb_needs_4_bit_and_checkpointing():
+    memory = _memory("compute.gpu_memory_gb=16")
+    assert memory["fits"] is False
+    change = memory["suggestion"]["change"]
+    assert change["load_in"] == "4bit" and change["gradient_checkpointing"] is True
+    assert memory["suggestion"]["total_gb"] <= 16
+    quantised = _memory("compute.load_in=4bit")["estimate_gb"]["weights"]
+    # linear layers at 4.5 bits (NF4 + absmax), embeddings and head in bf16
+    linear = 6.74e9 - 2 * 32000 * 4096
+    assert quantised == pytest.approx((linear * 0.53125 + 2 * 32000 * 4096 * 2) / 1e9, rel=0.01)
+
+
+def test_random_real_shape_preset_is_sized_from_its_meta_model():
+    plan = make_plan(
+        load_config(profile="llama2-7b-flan", overrides=["model.base=random:llama-2-7b"])
+    )
+    assert plan["base_size"]["params"] == pytest.approx(6.74e9, rel=0.001)
+    assert plan["base_size"]["embedding_params"] == 2 * 32000 * 4096

@@ -224,6 +224,47 @@ class ExtractionConfig(Section):
     )
 
 
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+class ComputeConfig(Section):
+    """Where models run and in which precision (docs/training.md: placement and memory)."""
+
+    device: str = Field(
+        "auto",
+        description="`auto` (CUDA where present, else CPU), `cpu`, `cuda`, `cuda:N` or `mps`; "
+        "a device this machine lacks stops the run before any work.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Precision of the base weights and of autocast (LoRA weights, optimizer "
+        "state and loss stay float32); `auto`: bfloat16 on CUDA, float32 elsewhere.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each block's activations in the backward pass: far less "
+        "activation memory for about a third more compute.",
+    )
+    gpu_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Memory of one GPU in GB for `mossa run --dry-run`, which flags the jobs "
+        "that do not fit and suggests a change that does (null: no check).",
+    )
+    load_in: Literal["4bit", "8bit"] | None = Field(
+        None,
+        description="Load the base quantised (QLoRA) through bitsandbytes, on CUDA only; "
+        "needs the `gpu` extra (`pip install 'mossa[gpu]'`). null: the dtype above.",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if not _DEVICE.fullmatch(v):
+            raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
+
 class AnalysisConfig(Section):
     """CKA tables, calibration and the layer map."""
 
@@ -279,6 +320,7 @@ class RunConfig(Section):
     executor: ExecutorConfig = ExecutorConfig()
     extraction: ExtractionConfig = ExtractionConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    compute: ComputeConfig = ComputeConfig()
 
 
 def profile_names(profile_dir: Path = PROFILE_DIR) -> list[str]:

@@ -83,15 +83,22 @@ def _print_plan(run_dir: Path, cfg, json_out: bool, redo: str | None) -> None:
         f"{size['layers']} layers, hidden {size['hidden']}); {tasks['total']} tasks "
         f"({tasks['seen']} seen; counted from {tasks['counted_from']}); run dir {run_dir}"
     )
-    table = Table("job", "steps (max)", "tokens", "GPU hours")
+    memory = plan["gpu_memory"]
+    job_gb = f"{memory['estimate_gb']['total']:.1f}"
+    if memory["fits"] is False:
+        job_gb = f"[red]{job_gb} > {memory['budget_gb']:g}[/red]"
+    table = Table("job", "steps (max)", "tokens", "GPU hours", "GPU memory GB")
     jobs = plan["jobs"]
     shown = jobs if len(jobs) <= 6 else [*jobs[:3], None, jobs[-1]]
     for j in shown:
         if j is None:
-            table.add_row(f"... {len(jobs) - 4} more controls", "", "", "")
+            table.add_row(f"... {len(jobs) - 4} more controls", "", "", "", "")
         else:
-            table.add_row(j["name"], str(j["steps"]), f"{j['tokens']:.3g}", f"{j['gpu_hours']:.1f}")
+            table.add_row(
+                j["name"], str(j["steps"]), f"{j['tokens']:.3g}", f"{j['gpu_hours']:.1f}", job_gb
+            )
     console.print(table)
+    _print_memory(console, cfg, memory)
     console.print(
         f"GPU hours (upper bound, before early stopping): SFT {hours['sft']:.1f}, controls "
         f"{hours['controls']:.1f}, extraction {hours['extraction']:.2f}, total {hours['total']:.1f}"
@@ -121,6 +128,38 @@ def _print_plan(run_dir: Path, cfg, json_out: bool, redo: str | None) -> None:
             f"[yellow]{run_dir} was made with a different config (out of date: "
             f"{', '.join(plan['needs_force'])}); a real run needs --force[/yellow]"
         )
+
+
+def _print_memory(console, cfg, memory: dict) -> None:
+    """The memory estimate's parts, and the change that fits when a job does not."""
+    gb = memory["estimate_gb"]
+    c = cfg.compute
+    console.print(
+        f"GPU memory per training job: {gb['total']:.1f} GB (weights {gb['weights']:.1f}, LoRA "
+        f"+ AdamW {gb['lora_and_optimizer']:.2f}, activations {gb['activations']:.1f}, logits "
+        f"{gb['logits']:.1f}, overhead {gb['overhead']:.1f}) at batch "
+        f"{cfg.training.batch_size} x {cfg.model.max_length} tokens, dtype "
+        f"{'bfloat16' if c.dtype == 'auto' else c.dtype}, load_in {c.load_in or 'none'}, gradient "
+        f"checkpointing {'on' if c.gradient_checkpointing else 'off'} (docs/training.md)"
+    )
+    if memory["fits"] is not False:
+        return
+    suggestion = memory["suggestion"]
+    if suggestion is None:
+        console.print(
+            f"[red]training jobs do not fit compute.gpu_memory_gb={memory['budget_gb']:g}, "
+            "and no change tried here makes them fit (a larger GPU, or a shorter "
+            "model.max_length)[/red]"
+        )
+        return
+    change = suggestion["change"]
+    keys = {"batch_size": "training.batch_size"}
+    edits = ", ".join(f"{keys.get(k, 'compute.' + k)}: {str(v).lower()}" for k, v in change.items())
+    note = " (fewer examples per step: it changes the training)" if "batch_size" in change else ""
+    console.print(
+        f"[red]training jobs do not fit compute.gpu_memory_gb={memory['budget_gb']:g}[/red]; "
+        f"with {edits} they need {suggestion['total_gb']:.1f} GB{note}"
+    )
 
 
 def register(app: typer.Typer) -> None:

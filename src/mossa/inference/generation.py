@@ -10,9 +10,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mossa.inference.metrics import aggregate, example_scores
 from mossa.models import lm
+from mossa.models.device import autocast, model_device
+
+if TYPE_CHECKING:
+    import torch
 
 
 def eval_prompts(task, max_examples: int, seed: int) -> tuple[list[str], list[str]]:
@@ -34,12 +39,14 @@ def generate_answers(
     max_new_tokens: int,
     batch_size: int,
     max_length: int | None = None,
+    dtype: torch.dtype | None = None,
 ) -> list[str]:
     """Greedy answers to ``prompts`` (new tokens only, special tokens dropped, stripped).
 
     Prompts are tokenised like training prompts, truncated from the left to leave room
     for ``max_new_tokens`` within ``max_length`` (cut to the characters that budget can
-    use before tokenising), sorted by length and left-padded.
+    use before tokenising), sorted by length and left-padded. Decoding runs on the model's
+    device under autocast to ``dtype`` (None or float32: none).
     """
     import torch
     from transformers import GenerationConfig
@@ -57,14 +64,15 @@ def generate_answers(
     answers: list[str] = [""] * len(ids)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
+    device = model_device(model)
+    with torch.no_grad(), autocast(device, dtype or torch.float32):
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = lm.left_padded([ids[i] for i in rows], pad_id)
             width = batch["input_ids"].shape[1]
             out = model.generate(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
                 generation_config=gen,
             )
             texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
@@ -96,6 +104,7 @@ def evaluate_model(
     batch_size: int,
     seed: int = 0,
     max_length: int | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Evaluation:
     """The task metric of ``model`` on the first ``max_examples`` test examples, per example too.
 
@@ -112,6 +121,7 @@ def evaluate_model(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         max_length=max_length,
+        dtype=dtype,
     )
     if not any("\n" in t.strip() for t in targets):
         answers = [a.split("\n", 1)[0].strip() for a in answers]

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mossa.models import lm
+from mossa.models.device import autocast
 from mossa.models.lm import encode_prompts, length_sorted_batches
 
 POOLINGS = ("last", "mean")
@@ -107,6 +108,7 @@ def states_from_ids(
     batch_size: int = 32,
     pooling: str = "last",
     desc: str = "",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Pooled hidden states of pre-tokenised prompts; see :func:`extract_hidden_states`.
 
@@ -125,7 +127,7 @@ def states_from_ids(
     n_layers, d = model_shape(model)
     out = torch.empty((n_layers, len(ids), d), dtype=torch.float32)
     batches = length_sorted_batches(ids, batch_size, pad_id)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, dtype):
         for rows, batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not desc):
             batch = {k: v.to(device) for k, v in batch.items()}
             result = body(**batch, output_hidden_states=True, use_cache=False)
@@ -148,6 +150,7 @@ def extract_hidden_states(
     pooling: str = "last",
     max_length: int | None = None,
     desc: str = "",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Hidden states of the prompts at every layer, pooled over each prompt.
 
@@ -168,6 +171,9 @@ def extract_hidden_states(
         are truncated from the left, with one warning counting them.
     desc : str
         Label of a progress bar over batches (no bar when empty).
+    dtype : torch.dtype
+        Autocast precision of the forward passes (float32: none); the states returned are
+        cast to float32 whatever it is.
 
     Returns
     -------
@@ -181,5 +187,11 @@ def extract_hidden_states(
     ids, n_truncated = encode_prompts(tokenizer, prompts, max_length=limit)
     warn_truncated(n_truncated, len(prompts), limit, f" ({desc})" if desc else "")
     return states_from_ids(
-        model, ids, pad_id=lm.pad_id(tokenizer), batch_size=batch_size, pooling=pooling, desc=desc
+        model,
+        ids,
+        pad_id=lm.pad_id(tokenizer),
+        batch_size=batch_size,
+        pooling=pooling,
+        desc=desc,
+        dtype=dtype,
     )

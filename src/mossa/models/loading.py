@@ -26,7 +26,7 @@ import torch
 
 from mossa.models import gemma
 from mossa.models.cache import cache_root
-from mossa.models.presets import build_random
+from mossa.models.presets import build_random, is_random_init, materialise
 from mossa.models.tiny import build_tiny
 
 TINY_SPEC = "tiny"
@@ -194,6 +194,8 @@ def load_base(
     cache_dir: Path | None = None,
     trust_remote_code: bool = False,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    load_in: str | None = None,
 ):
     """Model (eval mode) and tokenizer (left padding, pad token set) for a base model spec.
 
@@ -202,17 +204,33 @@ def load_base(
     spec : anything :func:`resolve_base` accepts.
     cache_dir : where mossa keeps built models (default :func:`cache_root`).
     trust_remote_code : allow the model directory's own Python code (off by default).
-    dtype : floating dtype of the weights.
+    dtype : floating dtype of the weights (the compute dtype of a quantised load).
+    device : where the weights go (see :func:`mossa.models.device.resolve_compute`).
+    load_in : ``"4bit"`` or ``"8bit"`` to quantise the base through bitsandbytes (CUDA).
     """
     from transformers import AutoModelForCausalLM
 
+    from mossa.models.device import quantization_config
+
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    device = torch.device(device)
     path = resolve_base(spec, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-    )
+    if is_random_init(path):
+        model = materialise(path, device=device, dtype=dtype)
+    else:
+        quantized = quantization_config(load_in, dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=dtype,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            quantization_config=quantized,
+            device_map={"": device} if quantized is not None else None,
+        )
+        if quantized is None:
+            model.to(device)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id

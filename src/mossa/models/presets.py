@@ -9,10 +9,19 @@ the same weights on every call. Built once into the cache like any other base mo
   tied embeddings, embeddings scaled by sqrt(hidden): Gemma's quirks at test size.
 - ``gpt2-tiny``: GPT2LMHeadModel, 4 layers, fused ``c_attn`` (no q_proj/v_proj) and, like
   GPT-2, no pad token (the loader then pads with the eos token).
+
+Real-shape presets (:data:`SHAPED`) have a published model's architecture and sizes with
+random weights, to measure speed and memory without downloading anything:
+``llama-2-7b`` (6.74B parameters) and ``gemma-3-1b`` (1.0B). Their cache directory holds
+only config.json, the byte-level tokenizer and a ``random_init.json`` marker: no weights.
+:func:`meta_model` builds one on the meta device (no memory) for plans;
+:func:`materialise` allocates it on the target device and initialises it there from
+``SEED`` (values differ between devices, since each has its own generator).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +34,7 @@ MAX_POSITIONS = 512
 GPT2_EOS = "<|endoftext|>"
 _LLAMA_SPECIALS = [PAD, BOS, EOS]  # ids 0, 1, 2; bytes follow
 _BYTE_VOCAB = len(_LLAMA_SPECIALS) + 256
+RANDOM_INIT_FILE = "random_init.json"
 
 
 @dataclass(frozen=True)
@@ -88,10 +98,55 @@ def _gpt2_tiny():
     )
 
 
+def _llama_2_7b():
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def _gemma_3_1b():
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
+        vocab_size=262144,
+        hidden_size=1152,
+        intermediate_size=6912,
+        num_hidden_layers=26,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=256,
+        query_pre_attn_scalar=256,
+        sliding_window=512,
+        max_position_embeddings=32768,
+        layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 4
+        + ["sliding_attention"] * 2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
 PRESETS: dict[str, Preset] = {
     "llama-tiny": Preset("LlamaForCausalLM", _llama_tiny),
     "gemma3-tiny": Preset("Gemma3ForCausalLM", _gemma3_tiny),
     "gpt2-tiny": Preset("GPT2LMHeadModel", _gpt2_tiny),
+}
+#: Real architectures and sizes with random weights (never saved: see the module docstring).
+SHAPED: dict[str, Preset] = {
+    "llama-2-7b": Preset("LlamaForCausalLM", _llama_2_7b),
+    "gemma-3-1b": Preset("Gemma3ForCausalLM", _gemma_3_1b),
 }
 
 
@@ -108,12 +163,12 @@ def _tokenizer(preset: str):
 
 def get_preset(name: str) -> Preset:
     """The preset called ``name``; ValueError naming the known ones otherwise."""
-    if name not in PRESETS:
+    known = PRESETS | SHAPED
+    if name not in known:
         raise ValueError(
-            f"unknown random preset {name!r}; available: "
-            + ", ".join(f"random:{known}" for known in PRESETS)
+            f"unknown random preset {name!r}; available: " + ", ".join(f"random:{k}" for k in known)
         )
-    return PRESETS[name]
+    return known[name]
 
 
 def entry_name(name: str) -> str:
@@ -132,11 +187,48 @@ def build_random(name: str, cache_dir: Path) -> Path:
     preset = get_preset(name)
 
     def build(tmp: Path) -> None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(SEED)
-            model = preset.model()
-        model.save_pretrained(tmp)
+        if name in SHAPED:  # weights are made at load time (materialise), never stored
+            preset.make_config().save_pretrained(tmp)
+            marker = {"model_class": preset.model_class, "seed": SEED}
+            (tmp / RANDOM_INIT_FILE).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(SEED)
+                model = preset.model()
+            model.save_pretrained(tmp)
         _tokenizer(name).save_pretrained(tmp)
 
     path, _ = ensure_entry(Path(cache_dir), entry_name(name), build)
     return path
+
+
+def meta_model(name: str):
+    """The preset's model on the meta device: real shapes, no memory, no initialisation."""
+    import torch
+
+    with torch.device("meta"):
+        return get_preset(name).model()
+
+
+def is_random_init(path: Path) -> bool:
+    """True for a real-shape preset's directory, whose weights :func:`materialise` makes."""
+    return (Path(path) / RANDOM_INIT_FILE).is_file()
+
+
+def materialise(path: Path, *, device, dtype):
+    """The model of a real-shape preset directory, allocated on ``device`` in ``dtype`` and
+    initialised there from its seed (built on the meta device first: no CPU copy)."""
+    import torch
+    import transformers
+
+    marker = json.loads((Path(path) / RANDOM_INIT_FILE).read_text(encoding="utf-8"))
+    config = transformers.AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        model = getattr(transformers, marker["model_class"])(config)
+    device = torch.device(device)
+    model.to(dtype).to_empty(device=device)
+    forked = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked, device_type=device.type):
+        torch.manual_seed(marker["seed"])
+        model.init_weights()
+    return model

@@ -30,7 +30,8 @@ def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
     """
     from tqdm.auto import tqdm
 
-    from mossa.models import load_base, resolve_base
+    from mossa.models import resolve_base
+    from mossa.models.device import load_placed
 
     run = RunDir(run_dir)
     run.check_suite(tasks)
@@ -38,7 +39,7 @@ def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
     for name in [SFT, *(control_adapter(t.name) for t in controls)]:
         check_adapter(run.adapter(name), run.root)
     base_path = resolve_base(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code)
-    base, tokenizer = load_base(base_path, trust_remote_code=cfg.model.trust_remote_code)
+    base, tokenizer, _, dtype = load_placed(base_path, cfg.model, cfg.compute)
     ev = cfg.evaluation
     kwargs = {
         "max_examples": ev.max_examples,
@@ -46,6 +47,7 @@ def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
         "batch_size": ev.batch_size,
         "seed": cfg.seed,
         "max_length": cfg.model.max_length,
+        "dtype": dtype,
     }
     slot = lm.AdapterSlot(base)
     has_control = {t.name for t in controls}

@@ -27,6 +27,7 @@ from mossa.inference.hidden_states import (
 )
 from mossa.io import verify_checksums
 from mossa.models import lm
+from mossa.models.device import resolve_compute
 from mossa.run_dir import (
     SFT,
     RunDir,
@@ -153,9 +154,11 @@ def _matching_entries(
 
 
 def _load_base(cfg: RunConfig):
-    from mossa.models import load_base
+    """The base model and tokenizer on ``compute.device`` in ``compute.dtype``."""
+    from mossa.models.device import load_placed
 
-    return load_base(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code)
+    model, tokenizer, _, _ = load_placed(cfg.model.base, cfg.model, cfg.compute)
+    return model, tokenizer
 
 
 def _expected_manifests(
@@ -221,6 +224,7 @@ def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> Non
         return
 
     model, tokenizer = _load_base(cfg)
+    _, dtype = resolve_compute(cfg.compute)
     n_layers, d = model_shape(model)
     limit = context_limit(model, cfg.model.max_length)
     for want in expected.values():
@@ -241,6 +245,7 @@ def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> Non
             pad_id=lm.pad_id(tokenizer),
             batch_size=cfg.extraction.batch_size,
             pooling=cfg.extraction.pooling,
+            dtype=dtype,
         )
         meta = dict(expected[(name, task)], n_truncated=truncated[task])
         meta["layer_convention"] = LAYER_CONVENTION

@@ -205,6 +205,9 @@ def run_pipeline(
     if options and only is None:
         raise ValueError("stage options need a single stage (only=...)")
     _check_stage_name(redo, "--redo")
+    from mossa.models.device import resolve_compute
+
+    resolve_compute(cfg.compute)  # a device this machine lacks: refused before anything is written
     with RunDir(run_dir).lock():
         if not force:
             check_same_config(run_dir, cfg)

@@ -47,10 +47,22 @@ def check_base(base_path: Path, cfg: RunConfig) -> None:
 
 
 def train_job(job: Job, *, base_path: str, out_root: str, cfg: RunConfig, progress: bool) -> dict:
-    """Train one job's adapter into ``out_root/<job dir>`` (top-level: executors pickle it)."""
-    from mossa.models import load_base
+    """Train one job's adapter into ``out_root/<job dir>`` (top-level: executors pickle it).
 
-    model, tokenizer = load_base(base_path, trust_remote_code=cfg.model.trust_remote_code)
+    The base goes to ``compute.device`` in ``compute.dtype`` (resolved where the job runs:
+    a Ray worker may have a GPU its driver lacks).
+    """
+    from mossa.models import load_base
+    from mossa.models.device import resolve_compute
+
+    device, dtype = resolve_compute(cfg.compute)
+    model, tokenizer = load_base(
+        base_path,
+        trust_remote_code=cfg.model.trust_remote_code,
+        dtype=dtype,
+        device=device,
+        load_in=cfg.compute.load_in,
+    )
     return train_lora(
         model,
         tokenizer,
@@ -64,6 +76,8 @@ def train_job(job: Job, *, base_path: str, out_root: str, cfg: RunConfig, progre
         name=job.name,
         progress=progress,
         snapshot_every=cfg.training.snapshot_every if job.name == SFT else None,
+        dtype=dtype,
+        gradient_checkpointing=cfg.compute.gradient_checkpointing,
     )
 
 

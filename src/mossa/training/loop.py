@@ -35,6 +35,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from mossa.config import TrainingConfig
 from mossa.io import CHECKSUM_FILE, checksums_match, verify_checksums, write_checksums
+from mossa.models.device import autocast, model_device
 from mossa.models.lm import pad_id
 from mossa.run_dir import SNAPSHOTS, snapshot_steps
 from mossa.training.data import batch_order, collate, encode_items
@@ -98,9 +99,13 @@ def validate_training_inputs(
         raise ValueError(f"{name}: no training examples")
 
 
-def _fingerprint(training: TrainingConfig, steps: int, seed: int, max_length: int, n: int) -> str:
+def _fingerprint(
+    training: TrainingConfig, steps: int, seed: int, max_length: int, n: int, dtype: torch.dtype
+) -> str:
     data = {"training": training.model_dump(mode="json"), "steps": steps, "seed": seed}
     data |= {"max_length": max_length, "n_train": n}
+    if dtype != torch.float32:  # float32 keeps the fingerprint of checkpoints written before
+        data["dtype"] = str(dtype)
     return json.dumps(data, sort_keys=True)
 
 
@@ -210,17 +215,23 @@ def save_snapshot(model, snapshots_dir: Path, step: int) -> None:
     os.replace(tmp, final)
 
 
+def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def validation_loss(model, examples: Sequence, batch_size: int, pad_id: int) -> float:
-    """Token-weighted mean target cross-entropy over ``examples`` (model in eval mode)."""
+    """Token-weighted mean target cross-entropy over ``examples`` (model in eval mode, on
+    its device; autocast is the caller's)."""
     was_training = model.training
     model.eval()
+    device = model_device(model)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
     total, count = 0.0, 0
     for start in range(0, len(order), batch_size):
         batch = collate([examples[i] for i in order[start : start + batch_size]], pad_id)
         n = int((batch["labels"][:, 1:] != -100).sum())
-        total += float(target_only_loss(model, **batch)) * n
+        total += float(target_only_loss(model, **_on(batch, device))) * n
         count += n
     model.train(was_training)
     return total / count
@@ -252,9 +263,12 @@ def _open_log(path: Path, keep: list[dict]):
     return fh, writer
 
 
-def _optimizer_step(model, batch, params, optimizer, scheduler, training) -> float:
-    """Forward, backward, clip, AdamW and schedule step on one batch; returns the loss."""
-    loss = target_only_loss(model, **batch)
+def _optimizer_step(model, batch, params, optimizer, scheduler, training, dtype) -> float:
+    """Forward (autocast to ``dtype``; the loss is float32), backward, clip, AdamW and
+    schedule step on one batch; returns the loss."""
+    device = model_device(model)
+    with autocast(device, dtype):
+        loss = target_only_loss(model, **_on(batch, device))
     loss.backward()
     if training.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, training.max_grad_norm)
@@ -280,6 +294,8 @@ def train_lora(
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
     snapshot_every: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    gradient_checkpointing: bool = False,
 ) -> dict:
     """Train one LoRA adapter on ``train_items`` and save it to ``out_dir``.
 
@@ -312,6 +328,11 @@ def train_lora(
     snapshot_every : int, optional
         Keep the adapter of every ``snapshot_every``-th step and of the last step in
         ``out_dir/snapshots/step-<N>`` (each with its checksums).
+    dtype : torch.dtype
+        Autocast precision of forward passes on the model's device (float32: none). LoRA
+        weights, their gradients, AdamW state and the loss stay float32.
+    gradient_checkpointing : bool
+        Recompute block activations in the backward pass (less memory, more compute).
 
     Returns
     -------
@@ -343,10 +364,17 @@ def train_lora(
     val = encode_items(val_items, tokenizer, max_length, sep)
     pad = pad_id(tokenizer)
     lengths = [len(e) for e in train]
-    fingerprint = _fingerprint(training, steps, seed, max_length, len(train))
+    fingerprint = _fingerprint(training, steps, seed, max_length, len(train), dtype)
 
     torch.manual_seed(seed)
     model = attach_lora(model, training, seed=seed)
+    if gradient_checkpointing:
+        causal_lm, kwargs = model.get_base_model(), {"use_reentrant": False}
+        # transformers 5.2x renamed it; older 5.x (the GPU image's 5.17) has only the old name
+        if hasattr(causal_lm, "activation_checkpointing_enable"):
+            causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.train()
     params = list(_trainable(model).values())
     optimizer = torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay)
@@ -372,7 +400,7 @@ def train_lora(
 
             t0 = time.perf_counter()
             lr = scheduler.get_last_lr()[0]
-            loss = _optimizer_step(model, batch, params, optimizer, scheduler, training)
+            loss = _optimizer_step(model, batch, params, optimizer, scheduler, training, dtype)
             state.step += 1
             _require_finite(loss, "training loss", name, state.step)
             n_tokens = int(batch["attention_mask"].sum())
@@ -384,7 +412,8 @@ def train_lora(
             }
 
             if val and (state.step % training.eval_every == 0 or state.step == steps):
-                v = validation_loss(model, val, training.batch_size, pad)
+                with autocast(model_device(model), dtype):
+                    v = validation_loss(model, val, training.batch_size, pad)
                 _require_finite(v, "validation loss", name, state.step)
                 row["val_loss"] = f"{v:.6f}"
                 if v < state.best_val:
