@@ -161,3 +161,59 @@ def test_real_shape_preset_is_materialised_at_load_time(tmp_path, monkeypatch):
         assert torch.allclose(a, b.float(), rtol=1e-2, atol=1e-2), name
     weights = first.model.layers[0].self_attn.q_proj.weight
     assert 0.01 < float(weights.detach().std()) < 0.03  # initializer_range 0.02, not empty memory
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (gpu_check.sh)")
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    scale = a.abs().amax(dim=(1, 2), keepdim=True)
+    return float(((a - b.cpu()).abs() / scale).max())
+
+
+@cuda
+def test_cuda_states_equal_cpu_states():
+    prompts = [f"prompt {i} about {'x' * i}" for i in range(20)]
+    model, tokenizer = load_base("random:llama-tiny")
+    reference = extract_hidden_states(model, tokenizer, prompts)
+    on_gpu, _ = load_base("random:llama-tiny", device="cuda")
+    assert _rel_err(reference, extract_hidden_states(on_gpu, tokenizer, prompts)) < 1e-4
+    bf16, _ = load_base("random:llama-tiny", device="cuda", dtype=torch.bfloat16)
+    states = extract_hidden_states(bf16, tokenizer, prompts, dtype=torch.bfloat16)
+    assert states.dtype == torch.float32
+    assert _rel_err(reference, states) < BF16_TOLERANCE
+
+
+@cuda
+def test_cuda_cka_equals_cpu_cka():
+    from mossa.similarity import cka
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 64, 32, generator=gen)
+    y = x + 0.5 * torch.randn(3, 64, 32, generator=gen)
+    assert abs(cka(x, y) - cka(x.cuda(), y.cuda())).max() < 1e-6
+
+
+@cuda
+def test_cuda_training_steps_equal_cpu_steps(tmp_path):
+    losses = []
+    for device in ("cpu", "cuda"):
+        model = make_llama().to(device)
+        train_lora(
+            model,
+            make_tokenizer(),
+            ITEMS,
+            [],
+            out_dir=tmp_path / device,
+            steps=3,
+            training=TrainingConfig(lr=3e-2, batch_size=8, checkpoint_every=10),
+            seed=7,
+            max_length=32,
+            progress=False,
+        )
+        with open(tmp_path / device / "train_log.csv", newline="") as fh:
+            losses.append([float(r["loss"]) for r in csv.DictReader(fh)])
+    # LoRA B starts at zero: the first loss is the base's, the same on both devices; LoRA A
+    # is drawn from each device's own generator, so later steps differ slightly
+    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-4)
+    assert losses[1][-1] < losses[1][0] and losses[1][-1] == pytest.approx(losses[0][-1], rel=0.1)
