@@ -449,6 +449,10 @@ def test_snapshots_give_the_three_over_training_tables(seeds_run):
         ("seen", "task"),
         ("seen", "cluster"),
     }
+    html = (seeds_run / "report.html").read_text()
+    assert 'id="part-over-training"' in html
+    for name in ("over_training_diff", "over_training_groups", "over_training_ari"):
+        assert (seeds_run / "figures" / f"{name}.png").is_file(), name
 
 
 @pytest.mark.slow
