@@ -221,16 +221,16 @@ def load_base(
         model = materialise(path, device=device, dtype=dtype)
     else:
         quantized = quantization_config(load_in, dtype)
+        # off the CPU, accelerate's device_map reads the weights straight onto the device
+        direct = quantized is not None or device.type != "cpu"
         model = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=dtype,
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
             quantization_config=quantized,
-            device_map={"": device} if quantized is not None else None,
+            device_map={"": device} if direct else None,
         )
-        if quantized is None:
-            model.to(device)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
