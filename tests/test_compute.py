@@ -4,6 +4,8 @@ refusals before any work, and real-shape presets built on the meta device."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import resource
 import subprocess
 import sys
@@ -217,3 +219,22 @@ def test_cuda_training_steps_equal_cpu_steps(tmp_path):
     # is drawn from each device's own generator, so later steps differ slightly
     assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-4)
     assert losses[1][-1] < losses[1][0] and losses[1][-1] == pytest.approx(losses[0][-1], rel=0.1)
+
+
+def test_precision_is_part_of_the_model_stages_inputs():
+    """A run trained in float32 is not silently continued in bf16 (or 4-bit)."""
+    from mossa.pipeline.runner import STAGES, stage_hash
+
+    plain = load_config(profile="demo-smoke", overrides=["compute.dtype=float32"])
+    auto = load_config(profile="demo-smoke")
+    bf16 = load_config(profile="demo-smoke", overrides=["compute.dtype=bfloat16"])
+    sized = load_config(profile="demo-smoke", overrides=["compute.gpu_memory_gb=80"])
+    data = plain.model_dump(mode="json")
+    for stage in STAGES:
+        before = json.dumps({k: data[k] for k in stage.sections}, sort_keys=True)
+        assert stage_hash(plain, stage) == hashlib.sha256(before.encode()).hexdigest()[:16]
+        assert stage_hash(plain, stage) == stage_hash(sized, stage)  # planning only
+        if torch.cuda.is_available() or stage.name == "tasks":
+            continue
+        assert stage_hash(auto, stage) == stage_hash(plain, stage)  # auto is float32 here
+        assert stage_hash(bf16, stage) != stage_hash(plain, stage), stage.name

@@ -69,6 +69,17 @@ def resolve_compute(compute: ComputeConfig) -> tuple[torch.device, torch.dtype]:
     return device, dtype
 
 
+def precision(compute: ComputeConfig) -> str:
+    """The dtype name ``compute`` resolves to here, without refusing anything (for hashes:
+    ``auto`` is bfloat16 where it would run on CUDA, float32 elsewhere)."""
+    if compute.dtype != "auto":
+        return compute.dtype
+    cuda = compute.device.startswith("cuda") or (
+        compute.device == "auto" and torch.cuda.is_available()
+    )
+    return "bfloat16" if cuda else "float32"
+
+
 def quantization_config(load_in: str | None, dtype: torch.dtype):
     """transformers' BitsAndBytesConfig for ``compute.load_in`` (None when unquantised).
 

@@ -68,9 +68,21 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 def stage_hash(cfg: RunConfig, stage: Stage) -> str:
-    """Hash of the config sections a stage depends on (executor settings never count)."""
+    """Hash of the config sections a stage depends on (executor settings never count).
+
+    Stages that run the model also depend on the precision it runs in (as resolved on
+    this machine) and on quantisation; float32 unquantised adds nothing, so runs made
+    before the compute section keep their hashes.
+    """
     data = cfg.model_dump(mode="json")
     picked = {k: data[k] for k in stage.sections}
+    if "model" in stage.sections:
+        from mossa.models.device import precision
+
+        if precision(cfg.compute) != "float32":
+            picked["precision"] = precision(cfg.compute)
+        if cfg.compute.load_in is not None:
+            picked["load_in"] = cfg.compute.load_in
     return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
