@@ -52,4 +52,14 @@ def bundled_models(cache_dir: Path | None = None) -> list[BundledModel]:
                 root / presets.entry_name(name),
             )
         )
+    for name, preset in presets.SHAPED.items():
+        c = preset.make_config()
+        models.append(
+            BundledModel(
+                f"random:{name}",
+                f"random {preset.model_class}, {c.num_hidden_layers} layers, hidden "
+                f"{c.hidden_size}: real shape, weights made at load (speed and memory)",
+                root / presets.entry_name(name),
+            )
+        )
     return models
