@@ -136,8 +136,9 @@ def _print_memory(console, cfg, memory: dict) -> None:
     c = cfg.compute
     console.print(
         f"GPU memory per training job: {gb['total']:.1f} GB (weights {gb['weights']:.1f}, LoRA "
-        f"+ AdamW {gb['lora_and_optimizer']:.2f}, activations {gb['activations']:.1f}, logits "
-        f"{gb['logits']:.1f}, overhead {gb['overhead']:.1f}) at batch "
+        f"+ AdamW {gb['lora_and_optimizer']:.2f}, activations "
+        f"{gb['saved_activations']:.1f}, logits {gb['logits']:.1f}, overhead "
+        f"{gb['overhead']:.1f}) at batch "
         f"{cfg.training.batch_size} x {cfg.model.max_length} tokens, dtype "
         f"{'bfloat16' if c.dtype == 'auto' else c.dtype}, load_in {c.load_in or 'none'}, gradient "
         f"checkpointing {'on' if c.gradient_checkpointing else 'off'} (docs/training.md)"

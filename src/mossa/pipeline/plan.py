@@ -216,7 +216,7 @@ def training_memory(
     parts = {
         "weights": _weight_bytes(size, dtype, load_in),
         "lora_and_optimizer": lora_params * LORA_BYTES_PER_PARAM,
-        "activations": activations,
+        "saved_activations": activations,
         "logits": tokens * TARGET_FRACTION * size["vocab"] * 4 * LOGIT_COPIES,
         "overhead": OVERHEAD_GB * GB,
     }
