@@ -179,3 +179,69 @@ def test_ray_gives_the_same_adapters_as_local(ray_cluster, tmp_path):
     a = load_adapter(tmp_path / "ray" / "adapters" / "control__a")
     b = load_adapter(tmp_path / "ray" / "adapters" / "control__b")
     assert any(not a[k].equal(b[k]) for k in a)
+
+
+def train_sft(run_dir: Path, sft_workers: int) -> list[dict]:
+    """The training stage restricted to the SFT job, over ``sft_workers`` Ray Train workers
+    (1: in this process)."""
+    from mossa.pipeline.train import run_training
+
+    cfg = RunConfig(
+        model=ModelConfig(base="random:llama-tiny", max_length=32),
+        training=TrainingConfig(
+            lr=1e-2, sft_steps=6, batch_size=4, eval_every=3, checkpoint_every=3, snapshot_every=3
+        ),
+        executor=ExecutorConfig(sft_workers=sft_workers),
+    )
+    return run_training(run_dir, cfg, TASKS, only=["sft"])
+
+
+def test_ray_train_sft_over_two_workers_equals_one_process(ray_cluster, tmp_path):
+    import csv
+    import json
+
+    one = train_sft(tmp_path / "one", 1)
+    two = train_sft(tmp_path / "two", 2)
+    assert [(r["name"], r["status"]) for r in one + two] == [("sft", "trained")] * 2
+    left, right = tmp_path / "one" / "adapters" / "sft", tmp_path / "two" / "adapters" / "sft"
+    x, y = load_adapter(left), load_adapter(right)
+    assert x.keys() == y.keys() and x
+    # the adapter moved (lora_B starts at zero), so equality below is not of untrained weights
+    assert any(float(v.abs().max()) > 1e-3 for k, v in y.items() if "lora_B" in k)
+    for k in x:  # same global batch: the same update up to float summation order
+        assert torch_allclose(x[k], y[k], atol=1e-5, rtol=1e-4), k
+
+    def losses(path):
+        with (path / "train_log.csv").open() as fh:
+            return [(r["step"], float(r["loss"]), int(r["tokens"])) for r in csv.DictReader(fh)]
+
+    a, b = losses(left), losses(right)
+    assert [(s, n) for s, _, n in a] == [(s, n) for s, _, n in b]  # global tokens per step
+    assert all(abs(la - lb) < 1e-4 for (_, la, _), (_, lb, _) in zip(a, b, strict=True))
+    summary = json.loads((right / "training.json").read_text())
+    assert summary["data_parallel_workers"] == 2 and summary["snapshot_steps"] == [3, 6]
+    for step in (3, 6):  # snapshots come from the main worker too
+        assert (right / "snapshots" / f"step-{step:08d}" / "adapter_model.safetensors").is_file()
+
+
+def torch_allclose(x, y, **tol) -> bool:
+    import torch
+
+    return torch.allclose(x, y, **tol)
+
+
+def test_sft_workers_need_a_row_each(tmp_path):
+    from mossa.pipeline.train import check_sft_workers
+
+    cfg = RunConfig(training=TrainingConfig(batch_size=2), executor=ExecutorConfig(sft_workers=3))
+    with pytest.raises(ValueError, match=r"sft_workers=3 needs training.batch_size >= 3"):
+        check_sft_workers(cfg)
+
+
+def test_ray_jobs_asking_for_missing_gpus_fail_before_starting(ray_cluster, tmp_path):
+    executor = ExecutorConfig(kind="ray", workers=1, gpus_per_job=1)
+    with pytest.raises(
+        ValueError, match=r"gpus_per_job=1 asks for 1 GPU\(s\) but the Ray cluster has 0"
+    ):
+        run_jobs(square_or_fail, [Job("j", 2, str(tmp_path))], executor=executor)
+    assert not (tmp_path / "j").exists()  # the job never ran

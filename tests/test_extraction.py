@@ -20,7 +20,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import LlamaForCausalLM
 from typer.testing import CliRunner
 
 import mossa.pipeline.extract as extraction
@@ -253,6 +252,25 @@ def test_run_switches_adapters_in_place_like_fresh_loads(tmp_path, loads):
         assert np.abs(got[a, "t1"] - got[b, "t1"])[1:].max() > 1e-3
 
 
+def test_run_over_two_worker_processes_equals_one(tmp_path):
+    """Adapters packed into two spawned jobs store the states the stage stores in process."""
+    from mossa.config import ExecutorConfig
+
+    stores = {}
+    for workers in (1, 2):
+        run = tmp_path / f"w{workers}"
+        cfg = make_run(run).model_copy(update={"executor": ExecutorConfig(workers=workers)})
+        run_extraction(run, cfg)
+        stores[workers] = ActivationStore(run / "activations")
+    entries = {(m, t) for m in stores[2].models() for t in stores[2].tasks(m)}
+    assert entries == set(CROSS_TASK_ENTRIES)
+    for model, task in entries:
+        one, meta_one = stores[1].load(model, task)
+        two, meta_two = stores[2].load(model, task)
+        np.testing.assert_allclose(two, one, atol=TOL, rtol=0)
+        assert meta_two["adapter"] == meta_one["adapter"] == CROSS_TASK_ENTRIES[model, task]
+
+
 def test_run_without_cross_task_and_resume_skips_without_loading(tmp_path, loads):
     cfg = make_run(tmp_path, cross_task=False)
     run_extraction(tmp_path, cfg)
@@ -320,12 +338,16 @@ def test_run_refuses_mismatching_store_unless_forced(tmp_path, loads, monkeypatc
 
     store.path("base", "t2").unlink()  # something to compute, with a 2-layer base
 
-    def smaller_base(cfg):  # same spec, but its directory now holds a 2-block model
-        model, tok = load_base(cfg.model.base)
-        model.config.num_hidden_layers = 2
-        return LlamaForCausalLM(model.config).eval(), tok
+    import mossa.models
 
-    monkeypatch.setattr(extraction, "_load_base", smaller_base)
+    real_meta_model = mossa.models.meta_model
+
+    def smaller_base(path, **kwargs):  # same spec, but its directory now holds a 2-block model
+        model = real_meta_model(path, **kwargs)
+        model.config.num_hidden_layers = 2
+        return model
+
+    monkeypatch.setattr(mossa.models, "meta_model", smaller_base)
     with pytest.raises(ValueError, match=r"base/t1\.json does not match .*layers is 5 .* has 3"):
         run_extraction(tmp_path, cfg)
 

@@ -116,7 +116,7 @@ def fake_validation(monkeypatch, values: list[float]) -> list[int]:
     """Make the loop's validation losses ``values``, in order; returns the evaluated steps."""
     evaluated = []
 
-    def validation_loss(model, examples, batch_size, pad_id):
+    def validation_loss(model, examples, batch_size, pad_id, dp=None):
         evaluated.append(len(evaluated))
         return values[len(evaluated) - 1]
 

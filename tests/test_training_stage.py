@@ -179,8 +179,9 @@ def test_evaluation_switches_adapters_like_fresh_models(trained_run, monkeypatch
         ("echo", "paraphrase", "rouge_l"),
         ("hidden", UNSEEN_CLUSTER, "bleu"),
     ]
+    # scored model by model: the base on every task, then the SFT model, then each control
     assert [(r["base"], r["sft"], r["control"]) for r in records] == [
-        (1.0, 2.0, 3.0), (4.0, 5.0, 6.0), (7.0, 8.0, 9.0)
+        (1.0, 4.0, 7.0), (2.0, 5.0, 8.0), (3.0, 6.0, 9.0)
     ]  # fmt: skip
 
     ev = cfg.evaluation
@@ -196,8 +197,9 @@ def test_evaluation_switches_adapters_like_fresh_models(trained_run, monkeypatch
                 max_length=cfg.model.max_length,
             )  # fmt: skip
             fresh.append([a.split("\n", 1)[0].strip() for a in out])
-        assert answers[3 * i : 3 * i + 3] == fresh, task.name
-    assert any(answers[k] != answers[k + 1] for k in range(0, 9, 3))  # adapters change answers
+        assert answers[i :: len(TASKS)] == fresh, task.name
+    # adapters change answers: base vs SFT vs control on some task
+    assert any(answers[k] != answers[k + 3] for k in range(6))
 
 
 def test_evaluation_needs_the_adapters(tmp_path):
@@ -234,3 +236,21 @@ def test_cli_bad_input_exit_code(tmp_path):
     done = subprocess.run([str(mossa), "train", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2
     assert "config.resolved.yaml not found" in done.stderr
+
+
+def test_evaluation_over_two_worker_processes_equals_one(trained_run, tmp_path):
+    """Models packed into two spawned jobs give the records of the stage run in process."""
+    import shutil
+
+    from mossa.config import ExecutorConfig
+
+    records = {}
+    for workers in (1, 2):
+        run = tmp_path / f"w{workers}"
+        shutil.copytree(trained_run, run)
+        cfg = make_cfg().model_copy(update={"executor": ExecutorConfig(workers=workers)})
+        evaluation.run_evaluation(run, cfg, TASKS)
+        records[workers] = json.loads((run / "eval" / "task_metrics.json").read_text())
+    assert records[1] == records[2]
+    assert [r["task"] for r in records[2]] == [t.name for t in TASKS]
+    assert all(r[m] is not None for r in records[2] for m in ("base", "sft", "control"))

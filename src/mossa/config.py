@@ -203,6 +203,12 @@ class ExecutorConfig(Section):
     ray_address: str | None = Field(
         None, description="Address of the Ray cluster (null: start a local one)."
     )
+    sft_workers: PositiveInt = Field(
+        1,
+        description="Data-parallel workers of the SFT job, through Ray Train (gloo on CPU, "
+        "nccl with GPUs, one per worker): same global batch, the same adapter as one "
+        "process within float tolerance. 1 trains it like any other job.",
+    )
     cpus_per_job: float = Field(1.0, gt=0, description="Ray: CPUs requested by each job.")
     gpus_per_job: float = Field(0.0, ge=0, description="Ray: GPUs requested by each job.")
 

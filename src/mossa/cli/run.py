@@ -122,6 +122,11 @@ def _print_plan(run_dir: Path, cfg, json_out: bool, redo: str | None) -> None:
         f"{a['train_flops_per_token']} FLOPs per training token, {a['tokens_per_step']} tokens "
         f"per step; executor {a['executor']}, {a['gpus_per_job']} GPU per job[/dim]"
     )
+    if a["sft_workers"] > 1:
+        console.print(
+            f"SFT data-parallel over {a['sft_workers']} Ray Train workers (executor.sft_workers),"
+            " same global batch; its GPU memory above is for the whole batch on one worker"
+        )
     console.print("stages: " + ", ".join(f"{k} ({v})" for k, v in plan["stages"].items()))
     if plan["needs_force"]:
         console.print(

@@ -7,7 +7,7 @@ See docs/models.md.
 
 from mossa.models.cache import cache_root
 from mossa.models.catalog import BundledModel, bundled_models
-from mossa.models.loading import load_base, load_tokenizer, num_layers, resolve_base
+from mossa.models.loading import load_base, load_tokenizer, meta_model, num_layers, resolve_base
 from mossa.models.presets import PRESETS
 from mossa.models.tiny import TinyBuild, TinyConfig, build_tiny
 
@@ -21,6 +21,7 @@ __all__ = [
     "cache_root",
     "load_base",
     "load_tokenizer",
+    "meta_model",
     "num_layers",
     "resolve_base",
 ]

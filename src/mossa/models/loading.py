@@ -239,6 +239,16 @@ def load_base(
     return model.eval(), tokenizer
 
 
+def meta_model(path: str | os.PathLike, *, trust_remote_code: bool = False):
+    """The causal LM of a model directory built on the meta device: its modules and config
+    without reading a weight (cheap even for 7B bases)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+
+
 def num_layers(model) -> int:
     """Number of transformer blocks L of a (possibly PEFT-wrapped) model.
 

@@ -110,6 +110,33 @@ def run_local(fn: Callable, jobs: Sequence, *, workers: int = 1, desc: str = "")
     return [JobResult(n, *o) for n, o in zip(names, outcomes, strict=True)]
 
 
+def ensure_ray(address: str | None, *, num_cpus: int) -> bool:
+    """Connect to Ray: the cluster at ``address``, else a local one with ``num_cpus`` CPUs
+    (nothing when Ray is initialised here already). True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def require_gpus(gpus: float, *, what: str) -> None:
+    """ValueError, before any job starts, when the Ray cluster has fewer than ``gpus`` GPUs
+    (jobs asking for them would wait forever)."""
+    import ray
+
+    have = ray.cluster_resources().get("GPU", 0)
+    if gpus > have:
+        raise ValueError(
+            f"{what} asks for {gpus:g} GPU(s) but the Ray cluster has {have:g}; "
+            "set executor.gpus_per_job=0 or join a cluster with GPUs (executor.ray_address)"
+        )
+
+
 def run_ray(
     fn: Callable,
     jobs: Sequence,
@@ -130,15 +157,8 @@ def run_ray(
         import ray
     except ImportError:
         raise ValueError("executor 'ray' needs Ray: pip install 'mossa[ray]'") from None
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(
-                num_cpus=max(1, round(workers * cpus_per_job)),
-                include_dashboard=False,
-                log_to_driver=False,
-            )
+    ensure_ray(address, num_cpus=max(1, round(workers * cpus_per_job)))
+    require_gpus(gpus_per_job, what=f"executor.gpus_per_job={gpus_per_job:g}")
     threads = max(1, int(cpus_per_job))
     task = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_retries=1)(
         _attempt_with_threads

@@ -3,14 +3,16 @@
 For the base model, the SFT model and the controls: each task's own; other tasks'
 controls on its prompts for task specificity (``analysis.cross_task_controls`` of them,
 or all with ``extraction.cross_task``); and, with ``training.control_seeds`` > 1, the
-control's other seeds on its own task's prompts for the noise ceiling. The base model is loaded
-once; the SFT adapter and the controls are switched in place on it
-(:class:`mossa.models.lm.AdapterSlot`). Finished entries whose manifest matches the run
-are skipped, so an interrupted extraction resumes; damaged ones are recomputed.
+control's other seeds on its own task's prompts for the noise ceiling. The models are
+packed into ``executor.workers`` jobs (:mod:`mossa.pipeline.model_jobs`); each loads the
+base once and switches its adapters in place on it (:class:`mossa.models.lm.AdapterSlot`).
+Finished entries whose manifest matches the run are skipped, so an interrupted
+extraction resumes; damaged ones are recomputed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import warnings
 from pathlib import Path
@@ -28,6 +30,7 @@ from mossa.inference.hidden_states import (
 from mossa.io import verify_checksums
 from mossa.models import lm
 from mossa.models.device import resolve_compute
+from mossa.pipeline.model_jobs import ModelJob, pack_units, run_model_jobs
 from mossa.run_dir import (
     SFT,
     RunDir,
@@ -223,34 +226,78 @@ def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> Non
     if len(done) == len(jobs):
         return
 
-    model, tokenizer = _load_base(cfg)
-    _, dtype = resolve_compute(cfg.compute)
-    n_layers, d = model_shape(model)
-    limit = context_limit(model, cfg.model.max_length)
+    from mossa.models import load_tokenizer, meta_model, resolve_base
+
+    trust = cfg.model.trust_remote_code
+    base_path = resolve_base(cfg.model.base, trust_remote_code=trust)
+    skeleton = meta_model(base_path, trust_remote_code=trust)  # shapes, without weights
+    n_layers, d = model_shape(skeleton)
+    limit = context_limit(skeleton, cfg.model.max_length)
     for want in expected.values():
         want.update(layers=n_layers, d=d, context_length=limit)
     done &= _matching_entries(store, expected, _CHECKED_AFTER_LOAD, force=force)
     pending = [(a, m, t) for a, m, t in jobs if (m, t) not in done]
+    tokenizer = load_tokenizer(base_path, trust_remote_code=trust)
     encoded, truncated = _encode_tasks(tokenizer, prompts, sorted({t for *_, t in pending}), limit)
 
+    units: dict = {}  # adapter -> its pending (store model, task) entries, in plan order
+    for adapter, name, task in pending:
+        units.setdefault(adapter, []).append((name, task))
+    entries = [(a, tuple(e)) for a, e in units.items()]
+    model_jobs = pack_units(entries, [len(e) for _, e in entries], cfg.executor.workers, "extract")
+    metas = {
+        (name, task): dict(
+            expected[(name, task)], n_truncated=truncated[task], layer_convention=LAYER_CONVENTION
+        )
+        for _, name, task in pending
+    }
+    fn = functools.partial(
+        extract_job,
+        run_dir=str(run_dir),
+        cfg=cfg,
+        adapter_dirs={a: str(p) for a, p in adapter_dirs.items()},
+        encoded={t: encoded[t] for t in {t for *_, t in pending}},
+        prompts={t: prompts[t] for t in {t for *_, t in pending}},
+        metas=metas,
+        progress=len(model_jobs) == 1 and cfg.executor.kind == "local",
+    )
+    run_model_jobs(fn, model_jobs, cfg.executor, "extract")
+
+
+def extract_job(
+    job: ModelJob,
+    *,
+    run_dir: str,
+    cfg: RunConfig,
+    adapter_dirs: dict,
+    encoded: dict,
+    prompts: dict,
+    metas: dict,
+    progress: bool,
+) -> int:
+    """Extract one job's units (adapter, its entries) on one loaded base into the store;
+    returns the entries written (top-level: executors pickle it)."""
+    model, tokenizer = _load_base(cfg)
+    _, dtype = resolve_compute(cfg.compute)
+    store = RunDir(run_dir).store()
     slot = lm.AdapterSlot(model)
-    bar = tqdm(pending, desc="extract", unit="file")
+    flat = [(adapter, name, task) for adapter, entries in job.units for name, task in entries]
+    bar = tqdm(flat, desc="extract", unit="file", disable=not progress)
     for adapter, name, task in bar:
         bar.set_postfix_str(f"{name}/{task}")
         # plan_jobs puts the base first, so its states come from the model before any
         # LoRA layer is injected into it (PeftModel.from_pretrained modifies it in place).
         hidden = states_from_ids(
-            model if adapter is None else slot.use(adapter, adapter_dirs[adapter]),
+            model if adapter is None else slot.use(adapter, Path(adapter_dirs[adapter])),
             encoded[task],
             pad_id=lm.pad_id(tokenizer),
             batch_size=cfg.extraction.batch_size,
             pooling=cfg.extraction.pooling,
             dtype=dtype,
         )
-        meta = dict(expected[(name, task)], n_truncated=truncated[task])
-        meta["layer_convention"] = LAYER_CONVENTION
-        store.save(name, task, hidden, prompts=prompts[task], meta=meta)
+        store.save(name, task, hidden, prompts=prompts[task], meta=metas[(name, task)])
     bar.close()
+    return len(flat)
 
 
 def run(run_dir: Path, cfg: RunConfig, *, recompute: bool = False) -> None:

@@ -330,5 +330,6 @@ def make_plan(cfg: RunConfig) -> dict:
             "tokens_per_step": tokens_per_step,
             "executor": cfg.executor.kind,
             "gpus_per_job": cfg.executor.gpus_per_job,
+            "sft_workers": cfg.executor.sft_workers,
         },
     }

@@ -13,7 +13,7 @@ import functools
 from pathlib import Path
 
 from mossa.config import RunConfig
-from mossa.pipeline.executors import run_jobs
+from mossa.pipeline.executors import JobResult, run_jobs
 from mossa.pipeline.tasks import load_run_tasks
 from mossa.run_dir import RunDir, cross_task_controls
 from mossa.training.jobs import SFT, Job, plan_jobs
@@ -31,18 +31,13 @@ def check_base(base_path: Path, cfg: RunConfig) -> None:
     Builds the model on the meta device (no weights read), so this is cheap even for
     7B bases.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from mossa.models import meta_model
 
     if not (Path(base_path) / "config.json").is_file():
         raise ValueError(
             f"model.base={cfg.model.base!r}: no model at {base_path} (config.json missing)"
         )
-    config = AutoConfig.from_pretrained(base_path, trust_remote_code=cfg.model.trust_remote_code)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(
-            config, trust_remote_code=cfg.model.trust_remote_code
-        )
+    skeleton = meta_model(base_path, trust_remote_code=cfg.model.trust_remote_code)
     check_target_modules(skeleton, list(cfg.training.target_modules))
 
 
@@ -68,17 +63,57 @@ def train_job(job: Job, *, base_path: str, out_root: str, cfg: RunConfig, progre
         tokenizer,
         job.train,
         job.val,
-        out_dir=Path(out_root) / job.dir_name,
-        steps=job.steps,
-        training=cfg.training,
-        seed=job.seed,
-        max_length=cfg.model.max_length,
-        name=job.name,
+        **train_kwargs(job, Path(out_root), cfg, dtype),
         progress=progress,
-        snapshot_every=cfg.training.snapshot_every if job.name == SFT else None,
-        dtype=dtype,
-        gradient_checkpointing=cfg.compute.gradient_checkpointing,
     )
+
+
+def train_kwargs(job: Job, out_root: Path, cfg: RunConfig, dtype) -> dict:
+    """The settings :func:`mossa.training.loop.train_lora` takes from a job and the config."""
+    return {
+        "out_dir": out_root / job.dir_name,
+        "steps": job.steps,
+        "training": cfg.training,
+        "seed": job.seed,
+        "max_length": cfg.model.max_length,
+        "name": job.name,
+        "snapshot_every": cfg.training.snapshot_every if job.name == SFT else None,
+        "dtype": dtype,
+        "gradient_checkpointing": cfg.compute.gradient_checkpointing,
+    }
+
+
+def check_sft_workers(cfg: RunConfig) -> None:
+    """ValueError, before any work, for an ``executor.sft_workers`` that cannot run."""
+    import importlib.util
+
+    workers = cfg.executor.sft_workers
+    if workers == 1:
+        return
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError(
+            f"executor.sft_workers={workers} trains with Ray Train, which is not installed: "
+            "pip install 'mossa[ray]'"
+        )
+    if cfg.training.batch_size < workers:
+        raise ValueError(
+            f"executor.sft_workers={workers} needs training.batch_size >= {workers} (every "
+            f"worker takes rows of each batch), got {cfg.training.batch_size}"
+        )
+
+
+def _sft_over_workers(job: Job, base_path: Path, out_root: Path, cfg: RunConfig) -> JobResult:
+    """The SFT job data-parallel over ``executor.sft_workers`` Ray Train workers, as a
+    :class:`JobResult` (a bad request, such as missing GPUs, is raised before it starts)."""
+    import traceback
+
+    from mossa.pipeline.sft_parallel import train_sft_parallel
+
+    try:
+        summary = train_sft_parallel(job, base_path=str(base_path), out_root=out_root, cfg=cfg)
+    except RuntimeError:
+        return JobResult(job.name, False, error=traceback.format_exc())
+    return JobResult(job.name, True, value=summary)
 
 
 def select_jobs(jobs: list[Job], only: list[str] | None) -> list[Job]:
@@ -134,6 +169,7 @@ def run_training(
             max_length=cfg.model.max_length,
             name=f"job {job.name} (training.{'sft' if job.name == SFT else 'control'}_steps)",
         )
+    check_sft_workers(cfg)
     try:
         base_path = resolve_base(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code)
     except ValueError as exc:
@@ -143,6 +179,11 @@ def run_training(
     out_root = RunDir(run_dir).adapters_dir
     out_root.mkdir(parents=True, exist_ok=True)
     pending = [j for j in jobs if not adapter_complete(out_root / j.dir_name)]
+    results = {}
+    if cfg.executor.sft_workers > 1 and any(j.name == SFT for j in pending):
+        sft = next(j for j in pending if j.name == SFT)
+        pending.remove(sft)
+        results[SFT] = _sft_over_workers(sft, base_path, out_root, cfg)
     in_process = cfg.executor.kind == "local" and cfg.executor.workers == 1
     fn = functools.partial(
         train_job,
@@ -151,7 +192,7 @@ def run_training(
         cfg=cfg,
         progress=in_process,
     )
-    results = {r.name: r for r in run_jobs(fn, pending, executor=cfg.executor, desc="adapters")}
+    results |= {r.name: r for r in run_jobs(fn, pending, executor=cfg.executor, desc="adapters")}
 
     records = []
     for job in jobs:

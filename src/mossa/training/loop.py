@@ -39,6 +39,7 @@ from mossa.models.device import autocast, model_device
 from mossa.models.lm import pad_id
 from mossa.run_dir import SNAPSHOTS, snapshot_steps
 from mossa.training.data import batch_order, collate, encode_items
+from mossa.training.data_parallel import DataParallel, target_tokens
 from mossa.training.lora import attach_lora, check_target_modules, save_adapter
 from mossa.training.loss import target_only_loss
 
@@ -220,20 +221,26 @@ def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 
 
 @torch.no_grad()
-def validation_loss(model, examples: Sequence, batch_size: int, pad_id: int) -> float:
+def validation_loss(
+    model, examples: Sequence, batch_size: int, pad_id: int, dp: DataParallel | None = None
+) -> float:
     """Token-weighted mean target cross-entropy over ``examples`` (model in eval mode, on
-    its device; autocast is the caller's)."""
+    its device; autocast is the caller's). With ``dp`` each worker takes every
+    ``world``-th batch and the sums are reduced, so all workers return the same value."""
     was_training = model.training
     model.eval()
     device = model_device(model)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
+    starts = list(range(0, len(order), batch_size))
     total, count = 0.0, 0
-    for start in range(0, len(order), batch_size):
+    for start in starts if dp is None else dp.rows(starts):
         batch = collate([examples[i] for i in order[start : start + batch_size]], pad_id)
         n = int((batch["labels"][:, 1:] != -100).sum())
         total += float(target_only_loss(model, **_on(batch, device))) * n
         count += n
     model.train(was_training)
+    if dp is not None:
+        total, count = dp.sum([total, count])
     return total / count
 
 
@@ -263,19 +270,36 @@ def _open_log(path: Path, keep: list[dict]):
     return fh, writer
 
 
-def _optimizer_step(model, batch, params, optimizer, scheduler, training, dtype) -> float:
+def _optimizer_step(
+    model, examples, pad, params, optimizer, scheduler, training, dtype, dp=None
+) -> tuple[float, int]:
     """Forward (autocast to ``dtype``; the loss is float32), backward, clip, AdamW and
-    schedule step on one batch; returns the loss."""
+    schedule step on one batch of encoded ``examples``; returns its loss and token count.
+
+    With ``dp`` this worker takes its rows of the batch, weighs its loss by its share of
+    the batch's target tokens and sums the gradients over workers: the same step as one
+    process on the whole batch (:mod:`mossa.training.data_parallel`).
+    """
     device = model_device(model)
+    batch = collate(examples if dp is None else dp.rows(examples), pad)
     with autocast(device, dtype):
         loss = target_only_loss(model, **_on(batch, device))
-    loss.backward()
+    n_tokens = int(batch["attention_mask"].sum())
+    if dp is None:
+        loss.backward()
+        value = loss.item()
+    else:
+        n_target, n_global = int((batch["labels"][:, 1:] != -100).sum()), target_tokens(examples)
+        (loss * (n_target / n_global)).backward()
+        dp.sum_gradients(params)
+        weighted, tokens = dp.sum([loss.item() * n_target, n_tokens])
+        value, n_tokens = weighted / n_global, int(tokens)
     if training.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, training.max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.item()
+    return value, n_tokens
 
 
 def train_lora(
@@ -296,6 +320,7 @@ def train_lora(
     snapshot_every: int | None = None,
     dtype: torch.dtype = torch.float32,
     gradient_checkpointing: bool = False,
+    data_parallel: DataParallel | None = None,
 ) -> dict:
     """Train one LoRA adapter on ``train_items`` and save it to ``out_dir``.
 
@@ -333,6 +358,12 @@ def train_lora(
         weights, their gradients, AdamW state and the loss stay float32.
     gradient_checkpointing : bool
         Recompute block activations in the backward pass (less memory, more compute).
+    data_parallel : DataParallel, optional
+        This worker's rank among data-parallel workers (torch.distributed initialised):
+        each takes a slice of every batch and gradients are summed, so the adapter equals
+        one process's within float tolerance (with ``lora_dropout`` 0). Every worker
+        resumes from the checkpoint in ``work_dir`` (storage they share); only rank 0
+        writes files.
 
     Returns
     -------
@@ -348,6 +379,13 @@ def train_lora(
     validate_training_inputs(
         train_items, steps=steps, training=training, max_length=max_length, name=name
     )
+    dp = data_parallel
+    if dp is not None and training.batch_size < dp.world:
+        raise ValueError(
+            f"{name}: training.batch_size={training.batch_size} is smaller than the "
+            f"{dp.world} data-parallel workers; each needs at least one row per batch"
+        )
+    main = dp is None or dp.main
     if snapshot_every is not None and (not isinstance(snapshot_every, int) or snapshot_every < 1):
         raise ValueError(
             f"{name}: snapshot_every must be a positive integer, got {snapshot_every!r}"
@@ -357,7 +395,8 @@ def train_lora(
     work_dir = (
         Path(work_dir) if work_dir is not None else out_dir.with_name(f".{out_dir.name}.work")
     )
-    work_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        work_dir.mkdir(parents=True, exist_ok=True)
 
     sep = training.target_separator
     train = encode_items(train_items, tokenizer, max_length, sep)
@@ -382,28 +421,37 @@ def train_lora(
 
     restored = load_checkpoint(work_dir, model, optimizer, scheduler, fingerprint)
     state, best = restored if restored else (LoopState(), _snapshot(model))
-    if not restored:  # snapshots left by a run with other settings are not this job's
+    if not restored and main:  # snapshots left by a run with other settings are not this job's
         shutil.rmtree(work_dir / SNAPSHOTS, ignore_errors=True)
-    log_fh, log = _open_log(
-        work_dir / "train_log.csv", _read_log(work_dir / "train_log.csv", state.step)
+    log_fh, log = (
+        _open_log(work_dir / "train_log.csv", _read_log(work_dir / "train_log.csv", state.step))
+        if main
+        else (None, None)
     )
     order = batch_order(lengths, training.batch_size, seed, state.epoch)
-    bar = tqdm(total=steps, initial=state.step, desc=name, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=steps,
+        initial=state.step,
+        desc=name,
+        disable=not (progress and main),
+        dynamic_ncols=True,
+    )
     t_start, tokens_seen = time.perf_counter(), 0
     try:
         while state.step < steps and not state.stopped_early:
             if state.position == len(order):
                 state.epoch, state.position = state.epoch + 1, 0
                 order = batch_order(lengths, training.batch_size, seed, state.epoch)
-            batch = collate([train[i] for i in order[state.position]], pad)
+            examples = [train[i] for i in order[state.position]]
             state.position += 1
 
             t0 = time.perf_counter()
             lr = scheduler.get_last_lr()[0]
-            loss = _optimizer_step(model, batch, params, optimizer, scheduler, training, dtype)
+            loss, n_tokens = _optimizer_step(
+                model, examples, pad, params, optimizer, scheduler, training, dtype, dp
+            )
             state.step += 1
             _require_finite(loss, "training loss", name, state.step)
-            n_tokens = int(batch["attention_mask"].sum())
             tokens_seen += n_tokens
             row = {"step": state.step, "loss": f"{loss:.6f}", "lr": f"{lr:.6g}"}
             row |= {
@@ -413,7 +461,7 @@ def train_lora(
 
             if val and (state.step % training.eval_every == 0 or state.step == steps):
                 with autocast(model_device(model), dtype):
-                    v = validation_loss(model, val, training.batch_size, pad)
+                    v = validation_loss(model, val, training.batch_size, pad, dp=dp)
                 _require_finite(v, "validation loss", name, state.step)
                 row["val_loss"] = f"{v:.6f}"
                 if v < state.best_val:
@@ -422,20 +470,22 @@ def train_lora(
                 else:
                     state.bad_evals += 1
                     state.stopped_early = state.bad_evals >= training.patience
-            log.writerow(row)
-            log_fh.flush()
             bar.update(1)
             bar.set_postfix(loss=row["loss"], val=row.get("val_loss", "-"))
-            last = state.step == steps or state.stopped_early
-            if snapshot_every and (state.step % snapshot_every == 0 or last):
-                save_snapshot(model, work_dir / SNAPSHOTS, state.step)
-            if state.step % training.checkpoint_every == 0 and state.step < steps:
-                save_checkpoint(work_dir, model, best, optimizer, scheduler, state, fingerprint)
+            if main:
+                log.writerow(row)
+                log_fh.flush()
+                last = state.step == steps or state.stopped_early
+                if snapshot_every and (state.step % snapshot_every == 0 or last):
+                    save_snapshot(model, work_dir / SNAPSHOTS, state.step)
+                if state.step % training.checkpoint_every == 0 and state.step < steps:
+                    save_checkpoint(work_dir, model, best, optimizer, scheduler, state, fingerprint)
             if on_step is not None:
                 on_step(state.step)
     finally:
         bar.close()
-        log_fh.close()
+        if log_fh is not None:
+            log_fh.close()
 
     if val:  # keep the weights with the best validation loss
         _load_weights(model, best)
@@ -452,6 +502,10 @@ def train_lora(
         "tokens_this_session": tokens_seen,
         "seconds_this_session": round(time.perf_counter() - t_start, 3),
     }
+    if dp is not None:
+        summary["data_parallel_workers"] = dp.world
+    if not main:
+        return summary
     if snapshot_every:
         summary["snapshot_steps"] = snapshot_steps(work_dir)
     _publish(model, work_dir, out_dir, summary)
