@@ -218,6 +218,7 @@ def test_ray_train_sft_over_two_workers_equals_one_process(ray_cluster, tmp_path
     a, b = losses(left), losses(right)
     assert [(s, n) for s, _, n in a] == [(s, n) for s, _, n in b]  # global tokens per step
     assert all(abs(la - lb) < 1e-4 for (_, la, _), (_, lb, _) in zip(a, b, strict=True))
+    assert not (tmp_path / "two" / "adapters" / ".ray_train").exists()  # Ray's records go
     summary = json.loads((right / "training.json").read_text())
     assert summary["data_parallel_workers"] == 2 and summary["snapshot_steps"] == [3, 6]
     for step in (3, 6):  # snapshots come from the main worker too

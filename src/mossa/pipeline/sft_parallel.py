@@ -13,6 +13,7 @@ resumes from that checkpoint like a one-process one.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from mossa.config import RunConfig
@@ -77,6 +78,7 @@ def train_sft_parallel(job: Job, *, base_path: str, out_root: Path, cfg: RunConf
     from mossa.pipeline.executors import ensure_ray, require_gpus
 
     ex = cfg.executor
+    storage = (Path(out_root) / RAY_TRAIN_DIR).resolve()
     workers, use_gpu = ex.sft_workers, ex.gpus_per_job > 0
     started = ensure_ray(ex.ray_address, num_cpus=max(1, round(workers * ex.cpus_per_job)))
     try:
@@ -94,9 +96,7 @@ def train_sft_parallel(job: Job, *, base_path: str, out_root: Path, cfg: RunConf
                 num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
             ),
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-            run_config=RayRunConfig(
-                name=job.dir_name, storage_path=str((Path(out_root) / RAY_TRAIN_DIR).resolve())
-            ),
+            run_config=RayRunConfig(name=job.dir_name, storage_path=str(storage)),
         )
         try:
             error = trainer.fit().error
@@ -105,7 +105,8 @@ def train_sft_parallel(job: Job, *, base_path: str, out_root: Path, cfg: RunConf
     finally:
         if started:
             ray.shutdown()
-    if error is not None:
+    if error is not None:  # Ray Train's records stay for the post-mortem
         raise RuntimeError(f"SFT over {workers} Ray Train workers failed: {error}")
+    shutil.rmtree(storage, ignore_errors=True)
     summary_file = Path(out_root) / job.dir_name / "training.json"
     return json.loads(summary_file.read_text(encoding="utf-8"))
