@@ -181,26 +181,60 @@ def test_ray_gives_the_same_adapters_as_local(ray_cluster, tmp_path):
     assert any(not a[k].equal(b[k]) for k in a)
 
 
+def sft_config(sft_workers: int) -> RunConfig:
+    return RunConfig(
+        model=ModelConfig(base="random:llama-tiny", max_length=32),
+        training=TrainingConfig(
+            lr=1e-2, sft_steps=6, batch_size=4, eval_every=3, checkpoint_every=2, snapshot_every=3
+        ),
+        executor=ExecutorConfig(sft_workers=sft_workers),
+    )
+
+
 def train_sft(run_dir: Path, sft_workers: int) -> list[dict]:
     """The training stage restricted to the SFT job, over ``sft_workers`` Ray Train workers
     (1: in this process)."""
     from mossa.pipeline.train import run_training
 
-    cfg = RunConfig(
-        model=ModelConfig(base="random:llama-tiny", max_length=32),
-        training=TrainingConfig(
-            lr=1e-2, sft_steps=6, batch_size=4, eval_every=3, checkpoint_every=3, snapshot_every=3
-        ),
-        executor=ExecutorConfig(sft_workers=sft_workers),
-    )
-    return run_training(run_dir, cfg, TASKS, only=["sft"])
+    return run_training(run_dir, sft_config(sft_workers), TASKS, only=["sft"])
 
 
-def test_ray_train_sft_over_two_workers_equals_one_process(ray_cluster, tmp_path):
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def start_sft_then_kill(run_dir: Path, after_step: int) -> None:
+    """One-process SFT killed after ``after_step`` (its checkpoint stays in the work dir)."""
+    import torch
+
+    from mossa.models import load_base, resolve_base
+    from mossa.pipeline.train import train_kwargs
+    from mossa.run_dir import RunDir
+    from mossa.training.jobs import plan_jobs
+    from mossa.training.loop import train_lora
+
+    cfg = sft_config(1)
+    job = plan_jobs(TASKS, cfg)[0]
+    model, tokenizer = load_base(resolve_base(cfg.model.base))
+
+    def kill(step):
+        if step == after_step:
+            raise Killed
+
+    out_root = RunDir(run_dir).adapters_dir
+    kwargs = train_kwargs(job, out_root, cfg, dtype=torch.float32)
+    with pytest.raises(Killed):
+        train_lora(model, tokenizer, job.train, job.val, **kwargs, progress=False, on_step=kill)
+
+
+def test_ray_train_sft_over_two_workers_resumed_equals_one_process(ray_cluster, tmp_path):
     import csv
     import json
 
     one = train_sft(tmp_path / "one", 1)
+    # killed after step 2 in one process, resumed from its checkpoint over two workers:
+    # steps 3-6 (two validations, a snapshot) run data-parallel
+    start_sft_then_kill(tmp_path / "two", after_step=2)
     two = train_sft(tmp_path / "two", 2)
     assert [(r["name"], r["status"]) for r in one + two] == [("sft", "trained")] * 2
     left, right = tmp_path / "one" / "adapters" / "sft", tmp_path / "two" / "adapters" / "sft"
@@ -221,6 +255,8 @@ def test_ray_train_sft_over_two_workers_equals_one_process(ray_cluster, tmp_path
     assert not (tmp_path / "two" / "adapters" / ".ray_train").exists()  # Ray's records go
     summary = json.loads((right / "training.json").read_text())
     assert summary["data_parallel_workers"] == 2 and summary["snapshot_steps"] == [3, 6]
+    whole = json.loads((left / "training.json").read_text())["tokens_this_session"]
+    assert 0 < summary["tokens_this_session"] < whole  # it resumed: steps 3-6 only
     for step in (3, 6):  # snapshots come from the main worker too
         assert (right / "snapshots" / f"step-{step:08d}" / "adapter_model.safetensors").is_file()
 
