@@ -186,3 +186,22 @@ def test_any_task_names(tmp_path, monkeypatch, capsys):
     )
     assert code == 0, err
     assert json.loads(out)["tasks"] == ["a, b", 'say "hi"', "é ü 中", "padded"]
+
+
+def test_task_option_maps_only_those_tasks(tmp_path, monkeypatch, capsys):
+    """Paper-like tasks picked out of a table where most tasks carry no structure."""
+    table = tmp_path / "t.csv"
+    write_table(table, names=[f"flat {i}" for i in range(T)], curve=np.zeros(L), unseen=False)
+    paper = write_table(tmp_path / "p.csv", names=[f"paper {i}" for i in range(T)], seed=1)
+    with table.open("a") as f:  # both task sets in one table
+        f.writelines(paper.read_text().splitlines(keepends=True)[1:])
+    picked = [arg for i in range(T) for arg in ("--task", f"paper {i}")]
+    code, out, err = layermap(monkeypatch, capsys, table, "--json", *picked)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["tasks"] == [f"paper {i}" for i in range(T)]
+    assert data["paper_map"]["verdict"] == "holds"
+    code, _, err = layermap(monkeypatch, capsys, table, "--task", "paper 0", "--task", "nope")
+    assert code == 2 and "--task 'nope': no such task" in err and "flat 0" in err
+    code, _, err = layermap(monkeypatch, capsys, table, "--task", "paper 0", "--task", "paper 1")
+    assert code == 2 and "2 task(s) given; the layer map needs at least 3" in err

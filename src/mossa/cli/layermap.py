@@ -85,6 +85,22 @@ def read_cka_table(path: Path) -> list[dict]:
     return rows
 
 
+def select_tasks(rows: list[dict], tasks: list[str] | None, path: Path) -> list[dict]:
+    """The rows of ``tasks`` (all when None); ValueError naming an unknown task, or fewer
+    than 3 tasks left."""
+    if not tasks:
+        return rows
+    known = list(dict.fromkeys(r["task"] for r in rows))
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise ValueError(
+            f"--task {unknown[0]!r}: no such task in {path} (its seen tasks: {', '.join(known)})"
+        )
+    if len(set(tasks)) < 3:
+        raise ValueError(f"--task: {len(set(tasks))} task(s) given; the layer map needs at least 3")
+    return [r for r in rows if r["task"] in tasks]
+
+
 def layermap_command(
     table: Annotated[
         Path, typer.Argument(help="CSV with columns model (base/sft), task, layer, cka.")
@@ -96,12 +112,20 @@ def layermap_command(
         int, typer.Option("--n-boot", min=1, help="Bootstrap draws (p-values down to 1/(B+1)).")
     ] = 999,
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task",
+            help="Map only this task (repeatable), e.g. the competent ones of a run's "
+            "task_metrics.csv, as the run's own map does.",
+        ),
+    ] = None,
 ) -> None:
     """Map shared, transition and refinement layers of a CKA table and test them against
     the paper (docs/layermap.md)."""
     from mossa.analysis.layer_map import layer_map_from_rows
 
-    rows = read_cka_table(table)
+    rows = select_tasks(read_cka_table(table), task, table)
     try:
         the_map = layer_map_from_rows(rows, n_boot=n_boot, seed=seed)
     except ValueError as exc:
