@@ -90,6 +90,22 @@ def test_kill_during_each_stage_then_resume_gives_identical_tables(smoke_run, sm
     assert not list(run.rglob("*.tmp")), "temporary files left behind"
 
 
+def test_analyze_and_report_clear_temp_files_a_kill_left(smoke_run, tmp_path, monkeypatch, capsys):
+    """A kill inside an atomic write leaves ``.NAME.HEX.tmp``; the stage run again removes it."""
+    run = copy_run(smoke_run, tmp_path)
+    stale = [
+        run / "tables" / ".cka.csv.0123456789ab.tmp",
+        run / "figures" / ".cka_layers.png.0123456789ab.tmp",
+    ]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    for stage in ("analyze", "report"):
+        code, err = run_cli(monkeypatch, capsys, stage, str(run))
+        assert code == 0, err
+    assert not any(p.exists() for p in stale)
+    assert table_contents(run) == table_contents(smoke_run[0])
+
+
 # ---------------------------------------------------------------------------- damage
 
 

@@ -53,6 +53,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write_bytes` left under ``folder``
+    (a stage calls it before rewriting its outputs); returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically; see :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -21,7 +21,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
-from mossa.io import TEMP_SUFFIX, atomic_write_bytes, atomic_write_text, corrupt, read_json
+from mossa.io import atomic_write_bytes, atomic_write_text, corrupt, read_json, remove_temp_files
 
 TENSOR_KEY = "hidden"
 STORE_DTYPES = ("float32", "float16")
@@ -269,9 +269,4 @@ class ActivationStore:
 
     def remove_temp_files(self) -> list[Path]:
         """Delete temporary files left by a killed writer; returns what was removed."""
-        if not self.root.is_dir():
-            return []
-        stale = [p for p in self.root.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
-        for p in stale:
-            p.unlink(missing_ok=True)
-        return stale
+        return remove_temp_files(self.root)

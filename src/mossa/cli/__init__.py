@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 import sys
 
 import typer
+
+# Progress bars are for terminals: mossa's own pass disable=None to tqdm (off when stderr is
+# not a TTY); transformers' and huggingface_hub's follow this variable (read when they are
+# first imported, here and in worker processes, which inherit it).
+if not sys.stderr.isatty():
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(
     name="mossa",

@@ -109,7 +109,9 @@ def run_clustering(cfg: ClusteringConfig, out_dir: Path) -> dict:
                 snapshots.append((ckpt.step, split, states))
 
         ari_rows = []
-        for step, split, states in tqdm(snapshots, desc="k-means/ARI", unit="checkpoint"):
+        for step, split, states in tqdm(
+            snapshots, desc="k-means/ARI", unit="checkpoint", disable=None
+        ):
             labels = {"task": eval_sets[split].task.numpy()}
             for position in positions:
                 ari_rows += checkpoint_ari_rows(

@@ -57,7 +57,7 @@ def train_with_checkpoints(
     checkpoints = set(cfg.checkpoints)
     loss_sum, loss_count = 0.0, 0
     model.train()
-    with tqdm(total=cfg.steps, desc="train GPT-2", unit="step") as bar:
+    with tqdm(total=cfg.steps, desc="train GPT-2", unit="step", disable=None) as bar:
         for step in range(cfg.steps + 1):
             if step in checkpoints:
                 model.eval()

@@ -128,7 +128,9 @@ def states_from_ids(
     out = torch.empty((n_layers, len(ids), d), dtype=torch.float32)
     batches = length_sorted_batches(ids, batch_size, pad_id)
     with torch.inference_mode(), autocast(device, dtype):
-        for rows, batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not desc):
+        for rows, batch in tqdm(
+            batches, desc=desc, unit="batch", leave=False, disable=None if desc else True
+        ):
             batch = {k: v.to(device) for k, v in batch.items()}
             result = body(**batch, output_hidden_states=True, use_cache=False)
             pooled = _pool(result.hidden_states, batch["attention_mask"], pooling)

@@ -283,7 +283,7 @@ def pretrain(model, train_blocks, val_blocks, config: TinyConfig, progress: bool
         }
     ]
     model.train()
-    bar = tqdm(range(1, config.steps + 1), desc="pretrain tiny", disable=not progress)
+    bar = tqdm(range(1, config.steps + 1), desc="pretrain tiny", disable=None if progress else True)
     for step in bar:
         if len(order) < config.batch_size:  # new epoch: a fresh seeded permutation of blocks
             order = torch.cat([order, torch.randperm(len(train_blocks), generator=generator)])

@@ -35,7 +35,7 @@ from mossa.analysis.findings import compute_findings
 from mossa.analysis.layer_map import LayerMap, layer_map_from_rows
 from mossa.analysis.tables import quiet_nan_aggregates, read_arrays, write_json, write_table
 from mossa.config import RunConfig
-from mossa.io import CHECKSUM_FILE, atomic_write_bytes, write_checksums
+from mossa.io import CHECKSUM_FILE, atomic_write_bytes, remove_temp_files, write_checksums
 from mossa.pipeline.extract import run_plan
 from mossa.pipeline.runner import read_manifest
 from mossa.run_dir import CONTROL_DIR_PREFIX, RunDir, control_adapter, snapshot_adapter
@@ -200,6 +200,7 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
     tasks = run.read_tasks()
     store = run.store()
     out = run.tables_dir
+    remove_temp_files(out)  # left by a killed earlier analysis
     extra = evidence_models(run, tasks, cfg)
     snapshots = snapshot_steps(run, tasks, cfg)
     metric_rows = read_task_metrics(run, cfg)
@@ -217,7 +218,7 @@ def run_analysis(run_dir: Path, cfg: RunConfig) -> None:
     }
     kept = _Kept(snapshots)
     n_layers = None
-    for task in tqdm(tasks, desc="analyze", unit="task"):
+    for task in tqdm(tasks, desc="analyze", unit="task", disable=None):
         with _collect_degenerate(degenerate, task["name"]):
             states, task_cka, task_pca, found = _analyze_task(
                 store, task, cfg, run, extra[task["name"]], snapshots

@@ -89,7 +89,9 @@ def evaluate_job(
     }
     slot = lm.AdapterSlot(base)
     out = {}
-    bar = tqdm(total=sum(len(u[2]) for u in job.units), desc="evaluate", disable=not progress)
+    bar = tqdm(
+        total=sum(len(u[2]) for u in job.units), desc="evaluate", disable=None if progress else True
+    )
     for label, adapter, names in job.units:
         for name in names:
             bar.set_postfix_str(f"{label}/{name}")

@@ -88,7 +88,7 @@ def run_local(fn: Callable, jobs: Sequence, *, workers: int = 1, desc: str = "")
     Each worker process uses ``max(1, cores // workers)`` torch threads.
     """
     names = [job_name(j, i) for i, j in enumerate(jobs)]
-    bar = tqdm(total=len(jobs), desc=desc or "jobs", disable=len(jobs) < 2)
+    bar = tqdm(total=len(jobs), desc=desc or "jobs", disable=True if len(jobs) < 2 else None)
     try:
         if workers == 1:
             outcomes = []
@@ -167,7 +167,7 @@ def run_ray(
     refs = [task.remote(fn_ref, job, threads) for job in jobs]
     outcomes: dict = {}
     pending = list(refs)
-    with tqdm(total=len(refs), desc=desc or "jobs", disable=len(refs) < 2) as bar:
+    with tqdm(total=len(refs), desc=desc or "jobs", disable=True if len(refs) < 2 else None) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:

@@ -282,7 +282,7 @@ def extract_job(
     store = RunDir(run_dir).store()
     slot = lm.AdapterSlot(model)
     flat = [(adapter, name, task) for adapter, entries in job.units for name, task in entries]
-    bar = tqdm(flat, desc="extract", unit="file", disable=not progress)
+    bar = tqdm(flat, desc="extract", unit="file", disable=None if progress else True)
     for adapter, name, task in bar:
         bar.set_postfix_str(f"{name}/{task}")
         # plan_jobs puts the base first, so its states come from the model before any

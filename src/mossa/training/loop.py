@@ -433,7 +433,7 @@ def train_lora(
         total=steps,
         initial=state.step,
         desc=name,
-        disable=not (progress and main),
+        disable=None if progress and main else True,
         dynamic_ncols=True,
     )
     t_start, tokens_seen = time.perf_counter(), 0
