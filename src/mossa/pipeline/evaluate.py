@@ -16,7 +16,7 @@ from mossa.analysis.competence import chance_level
 from mossa.config import RunConfig
 from mossa.inference.generation import eval_prompts, evaluate_model
 from mossa.models import lm
-from mossa.pipeline.model_jobs import ModelJob, pack_units, run_model_jobs
+from mossa.pipeline.model_jobs import ModelJob, pack_units, run_model_jobs, runs_in_process
 from mossa.run_dir import SFT, RunDir, control_adapter
 from mossa.training.loop import check_adapter
 
@@ -46,7 +46,7 @@ def run_evaluation(run_dir: Path, cfg: RunConfig, tasks: list) -> None:
         run_dir=str(run.root),
         cfg=cfg,
         tasks=tasks,
-        progress=len(jobs) == 1 and cfg.executor.kind == "local",
+        progress=runs_in_process(jobs, cfg.executor),
     )
     results = {}
     for part in run_model_jobs(fn, jobs, cfg.executor, "evaluate"):

@@ -30,7 +30,7 @@ from mossa.inference.hidden_states import (
 from mossa.io import verify_checksums
 from mossa.models import lm
 from mossa.models.device import resolve_compute
-from mossa.pipeline.model_jobs import ModelJob, pack_units, run_model_jobs
+from mossa.pipeline.model_jobs import ModelJob, pack_units, run_model_jobs, runs_in_process
 from mossa.run_dir import (
     SFT,
     RunDir,
@@ -238,7 +238,8 @@ def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> Non
     done &= _matching_entries(store, expected, _CHECKED_AFTER_LOAD, force=force)
     pending = [(a, m, t) for a, m, t in jobs if (m, t) not in done]
     tokenizer = load_tokenizer(base_path, trust_remote_code=trust)
-    encoded, truncated = _encode_tasks(tokenizer, prompts, sorted({t for *_, t in pending}), limit)
+    pending_tasks = sorted({t for *_, t in pending})
+    encoded, truncated = _encode_tasks(tokenizer, prompts, pending_tasks, limit)
 
     units: dict = {}  # adapter -> its pending (store model, task) entries, in plan order
     for adapter, name, task in pending:
@@ -256,10 +257,10 @@ def run_extraction(run_dir: Path, cfg: RunConfig, *, force: bool = False) -> Non
         run_dir=str(run_dir),
         cfg=cfg,
         adapter_dirs={a: str(p) for a, p in adapter_dirs.items()},
-        encoded={t: encoded[t] for t in {t for *_, t in pending}},
-        prompts={t: prompts[t] for t in {t for *_, t in pending}},
+        encoded=encoded,
+        prompts={t: prompts[t] for t in pending_tasks},
         metas=metas,
-        progress=len(model_jobs) == 1 and cfg.executor.kind == "local",
+        progress=runs_in_process(model_jobs, cfg.executor),
     )
     run_model_jobs(fn, model_jobs, cfg.executor, "extract")
 

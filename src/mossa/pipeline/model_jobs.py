@@ -41,6 +41,12 @@ def pack_units(units: Sequence, sizes: Sequence[int], parts: int, label: str) ->
     ]
 
 
+def runs_in_process(jobs: list[ModelJob], executor: ExecutorConfig) -> bool:
+    """True when :func:`run_model_jobs` runs ``jobs`` here (one local job): it may then
+    show its own progress bar."""
+    return len(jobs) == 1 and executor.kind == "local"
+
+
 def run_model_jobs(
     fn: Callable, jobs: list[ModelJob], executor: ExecutorConfig, stage: str
 ) -> list:
@@ -50,7 +56,7 @@ def run_model_jobs(
     through :func:`mossa.pipeline.executors.run_jobs`, and any failed job raises a
     ValueError naming the jobs and the first error.
     """
-    if len(jobs) == 1 and executor.kind == "local":
+    if runs_in_process(jobs, executor):
         return [fn(jobs[0])]
     results = run_jobs(fn, jobs, executor=executor, desc=stage)
     failed = [r for r in results if not r.ok]
